@@ -1,0 +1,206 @@
+"""The TOML configuration: every key has a default, and every error names the file and the key.
+
+Found via ``--config``, ``$XDG_CONFIG_HOME/genie/config.toml`` or ``/etc/genie/config.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BUTTON_NOTES = [60, 62, 64, 65, 67, 69, 71, 72]  # the white keys C4..C5
+PASSTHROUGH_KINDS = ("pitchbend", "modwheel", "aftertouch", "sustain")
+INT_LISTS = frozenset({"buttons", "panic_buttons"})
+
+
+class ConfigError(Exception):
+    """A bad configuration; ``str()`` is the one-line message for the user."""
+
+
+@dataclass
+class MidiConfig:
+    api: str = "auto"  # auto | alsa | jack | coremidi
+    client_name: str = "Genie"
+    input_port: str = "Genie in"  # Genie's own virtual input; "" for none
+    inputs: list[str] = field(default_factory=list)  # existing input ports, names or globs
+    connect: list[str] = field(default_factory=list)  # ports to connect each output to
+    poll_interval_ms: float = 0.5  # how often the engine drains rtmidi's queues
+    send_ahead_ms: float = -1.0  # -1: half a JACK period (centres JACK's cycle quantization)
+    echo_window_ms: float = 5.0  # input repeating Genie's output within this window is dropped
+    queue_limit: int = 1024  # bounded input queue; overflow drops note-ons and repeated CCs first
+
+
+@dataclass
+class EngineConfig:
+    seed: int = 0
+    idle_interval_ms: float = 2.0
+    switch: str = "none"  # none (all processors play) | program (Program Change n picks the n-th)
+    panic_cc: int = -1  # a CC number whose value > 0 triggers panic; -1 off
+    panic_buttons: list[int] = field(default_factory=lambda: [0, 3, 4, 7])  # held together: panic
+    stress_worker: bool = False  # keep a worker thread busy (latency benchmarks)
+
+
+@dataclass
+class KeyboardConfig:
+    enabled: str = "auto"  # auto (when stdin is a terminal) | on | off
+    keys: str = "asdfjkl;"
+    gate_ms: float = 250.0  # a terminal reports no releases: each press lasts this long
+    quit_key: str = "q"
+
+
+@dataclass
+class RecordConfig:
+    path: str = ""
+    flush_interval_s: float = 1.0
+
+
+@dataclass
+class ProcessorConfig:
+    name: str = "markov"  # entry point in group genie.processors
+    label: str = ""  # defaults to name; must be unique
+    inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard"
+    channel: int = 0  # input channel filter 1-16; 0 = omni
+    buttons: list[int] = field(default_factory=lambda: list(DEFAULT_BUTTON_NOTES))
+    output: str = "Genie out"
+    out_channel: int = 1
+    clock: bool = False
+    passthrough: list[str] = field(default_factory=lambda: ["pitchbend", "modwheel", "sustain"])
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    path: str = "<defaults>"
+    midi: MidiConfig = field(default_factory=MidiConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    processors: list[ProcessorConfig] = field(default_factory=lambda: [ProcessorConfig()])
+
+    def outputs(self) -> list[str]:
+        return sorted({p.output for p in self.processors})
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """The config file to read: ``--config``, then the XDG path, then /etc; None for defaults."""
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(xdg) / "genie" / "config.toml", Path("/etc/genie/config.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Read and validate the configuration; raise ConfigError with a one-line message."""
+    path = find_config(explicit)
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict[str, Any], path: str = "<config>") -> Config:
+    """Validate a parsed TOML document into a Config."""
+    cfg = Config(path=path)
+    sections = {"midi": MidiConfig, "engine": EngineConfig, "keyboard": KeyboardConfig,
+                "record": RecordConfig}
+    for key, value in raw.items():
+        if key in sections:
+            setattr(cfg, key, _build(sections[key], value, key, path))
+        elif key == "processor":
+            if not isinstance(value, list):
+                raise ConfigError(f"config {path}: key 'processor': use [[processor]] tables")
+            cfg.processors = [_build(ProcessorConfig, v, f"processor[{i}]", path)
+                              for i, v in enumerate(value)]
+        else:
+            raise ConfigError(f"config {path}: unknown key {key!r}")
+    _check(cfg, path)
+    return cfg
+
+
+def _build(cls: type, table: Any, where: str, path: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config {path}: key {where!r}: must be a table")
+    obj = cls()
+    known = {f.name: f for f in fields(cls)}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"config {path}: unknown key '{where}.{key}'")
+        default = getattr(obj, key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        elif isinstance(default, list):
+            item = int if key in INT_LISTS else str
+            ok = isinstance(value, list) and all(
+                isinstance(v, item) and not isinstance(v, bool) for v in value)
+        else:
+            ok = isinstance(value, type(default)) and not (
+                isinstance(value, bool) and not isinstance(default, bool))
+        if not ok:
+            raise ConfigError(f"config {path}: key '{where}.{key}': must be "
+                              f"{_type_name(default)}, got {value!r}")
+        setattr(obj, key, value)
+    return obj
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, list):
+        return "a list of integers" if default and isinstance(default[0], int) else "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a table"}[type(default)]
+
+
+def _check(cfg: Config, path: str) -> None:
+    def fail(key: str, why: str) -> None:
+        raise ConfigError(f"config {path}: key {key!r}: {why}")
+
+    if cfg.midi.api not in ("auto", "alsa", "jack", "coremidi"):
+        fail("midi.api", f"must be auto, alsa, jack or coremidi, got {cfg.midi.api!r}")
+    if cfg.midi.queue_limit < 16:
+        fail("midi.queue_limit", "must be at least 16")
+    if not 0.05 <= cfg.midi.poll_interval_ms <= 20:
+        fail("midi.poll_interval_ms", "must be between 0.05 and 20")
+    if cfg.engine.switch not in ("none", "program"):
+        fail("engine.switch", f"must be none or program, got {cfg.engine.switch!r}")
+    if not -1 <= cfg.engine.panic_cc <= 127:
+        fail("engine.panic_cc", "must be -1 (off) or 0-127")
+    if any(not 0 <= b <= 7 for b in cfg.engine.panic_buttons):
+        fail("engine.panic_buttons", "buttons are numbered 0-7")
+    if cfg.keyboard.enabled not in ("auto", "on", "off"):
+        fail("keyboard.enabled", "must be auto, on or off")
+    if len(cfg.keyboard.keys) != 8:
+        fail("keyboard.keys", "must name exactly 8 keys")
+    if not cfg.processors:
+        fail("processor", "configure at least one [[processor]]")
+    labels: set[str] = set()
+    for i, p in enumerate(cfg.processors):
+        where = f"processor[{i}]"
+        p.label = p.label or p.name
+        if p.label in labels:
+            fail(f"{where}.label", f"{p.label!r} is used twice; give each processor a label")
+        labels.add(p.label)
+        if not 0 <= p.channel <= 16:
+            fail(f"{where}.channel", "must be 0 (omni) or 1-16")
+        if not 1 <= p.out_channel <= 16:
+            fail(f"{where}.out_channel", "must be 1-16")
+        if len(p.buttons) != 8 or any(not 0 <= n <= 127 for n in p.buttons):
+            fail(f"{where}.buttons", "must list 8 MIDI notes 0-127")
+        for kind in p.passthrough:
+            if kind not in PASSTHROUGH_KINDS:
+                fail(f"{where}.passthrough", f"unknown kind {kind!r} (know {', '.join(PASSTHROUGH_KINDS)})")
+        if not p.output:
+            fail(f"{where}.output", "must name an output port")

@@ -1,0 +1,307 @@
+"""The engine's logic without threads or ports: routing, processors, scheduler, panic.
+
+``EngineCore`` takes events with their arrival times and a clock reading, and returns what to send
+on which port. The live engine (``daemon.engine``) drives it from one thread against real ports;
+``genie play`` drives it with a simulated clock. Both therefore behave the same.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from daemon.config import Config, ProcessorConfig
+from daemon.events import (
+    CC_ALL_NOTES_OFF,
+    CC_ALL_SOUND_OFF,
+    CC_MOD_WHEEL,
+    CC_SUSTAIN,
+    CHANNEL_AFTERTOUCH,
+    CONTROL_CHANGE,
+    NOTE_OFF,
+    NOTE_ON,
+    PITCH_BEND,
+    POLY_AFTERTOUCH,
+    PROGRAM_CHANGE,
+    ButtonEvent,
+    Counters,
+    Event,
+    MidiEvent,
+    Out,
+    valid_message,
+)
+from daemon.processor import Processor
+from daemon.scheduler import Scheduler, Sent
+
+log = logging.getLogger("genie.engine")
+
+Recorder = Callable[[str, int, str, tuple[int, ...]], None]
+"""record(direction "in"/"out", time_ns, port or source, message)."""
+
+
+@dataclass
+class Slot:
+    """One configured processor: its settings, its instance, and what it currently holds."""
+
+    cfg: ProcessorConfig
+    proc: Processor
+    active: bool = True
+    held_buttons: dict[tuple[str, int], int] = field(default_factory=dict)  # (source, button) -> pitch key
+
+    @property
+    def label(self) -> str:
+        return self.cfg.label
+
+    def takes(self, source: str) -> bool:
+        return any(fnmatch.fnmatchcase(source, pat) for pat in self.cfg.inputs)
+
+
+def _rechannel(msg: tuple[int, ...], channel: int) -> tuple[int, ...]:
+    if msg[0] < 0xF0:
+        return ((msg[0] & 0xF0) | channel, *msg[1:])
+    return msg
+
+
+def _passthrough_kind(msg: tuple[int, ...]) -> str | None:
+    status = msg[0] & 0xF0
+    if status == PITCH_BEND:
+        return "pitchbend"
+    if status in (POLY_AFTERTOUCH, CHANNEL_AFTERTOUCH):
+        return "aftertouch"
+    if status == CONTROL_CHANGE and msg[1] == CC_MOD_WHEEL:
+        return "modwheel"
+    if status == CONTROL_CHANGE and msg[1] == CC_SUSTAIN:
+        return "sustain"
+    return None
+
+
+class EngineCore:
+    """Routes events to processors and turns their outputs into sends, one thread at a time."""
+
+    def __init__(self, cfg: Config, slots: list[Slot], counters: Counters | None = None,
+                 record: Recorder | None = None) -> None:
+        self.cfg = cfg
+        self.slots = slots
+        self.counters = counters or Counters()
+        self.scheduler = Scheduler(self.counters)
+        self.record = record
+        self.send_ahead_ns = max(0, int(cfg.midi.send_ahead_ms * 1e6))
+        self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
+        self.echo_window_ns = int(cfg.midi.echo_window_ms * 1e6)
+        self._next_idle_ns = 0
+        self._recent_out: deque[tuple[int, tuple[int, ...]]] = deque()
+        self._held_notes: dict[str, set[tuple[int, int]]] = {}  # source -> {(status ch, pitch)}
+        self._held_buttons: set[int] = set()
+        self._later: list[tuple[int, int, Event]] = []
+        self._seq = itertools.count()
+        self.outbox: list[Sent] = []
+        if cfg.engine.switch == "program":
+            for i, s in enumerate(slots):
+                s.active = i == 0
+
+    # ---- input -------------------------------------------------------------------------------
+
+    def feed(self, ev: Event, now_ns: int) -> None:
+        """Handle one event (due now, or later when its time is in the future)."""
+        if ev.time_ns > now_ns:
+            heapq.heappush(self._later, (ev.time_ns, next(self._seq), ev))
+            return
+        if isinstance(ev, MidiEvent):
+            self._feed_midi(ev, now_ns)
+        else:
+            self._feed_button(ev, now_ns)
+
+    def _feed_midi(self, ev: MidiEvent, now_ns: int) -> None:
+        msg = ev.message
+        if not valid_message(msg):
+            self.counters.add("dropped_malformed")
+            return
+        if self._is_echo(msg, now_ns):
+            self.counters.add("dropped_echo")
+            return
+        if self.record:
+            self.record("in", ev.time_ns, ev.source, msg)
+        status = ev.status
+        if status == CONTROL_CHANGE and msg[1] in (CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF):
+            self.release_all(now_ns)
+            return
+        if status == CONTROL_CHANGE and msg[1] == self.cfg.engine.panic_cc and msg[2] > 0:
+            self.panic(now_ns)
+            return
+        if ev.is_note_on:
+            self._held_notes.setdefault(ev.source, set()).add((msg[0] & 0x0F, msg[1]))
+        elif ev.is_note_off:
+            self._held_notes.get(ev.source, set()).discard((msg[0] & 0x0F, msg[1]))
+        if status == PROGRAM_CHANGE and self.cfg.engine.switch == "program":
+            self.switch(msg[1], now_ns)
+            return
+        for slot in self.slots:
+            if not slot.active or not slot.takes(ev.source):
+                continue
+            channel = ev.channel
+            if channel is None:  # system messages: clock and transport only for clocked slots
+                if slot.cfg.clock:
+                    self._call(slot, slot.proc.on_event, ev, now_ns)
+                continue
+            if slot.cfg.channel and channel != slot.cfg.channel - 1:
+                continue
+            if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.cfg.buttons:
+                button = slot.cfg.buttons.index(msg[1])
+                bev = ButtonEvent(ev.time_ns, ev.source, button, ev.is_note_on,
+                                  msg[2] if ev.is_note_on else None)
+                self._call(slot, slot.proc.on_event, bev, now_ns)
+                continue
+            kind = _passthrough_kind(msg)
+            if kind is not None and kind in slot.cfg.passthrough:
+                out = _rechannel(msg, slot.cfg.out_channel - 1)
+                self.scheduler.push(now_ns, slot.cfg.output, out, (slot.label, "passthrough"))
+                continue
+            self._call(slot, slot.proc.on_event, ev, now_ns)
+
+    def _feed_button(self, ev: ButtonEvent, now_ns: int) -> None:
+        if self.record:
+            note = self.cfg.processors[0].buttons[ev.button] if self.cfg.processors else 60 + ev.button
+            msg = (NOTE_ON, note, ev.velocity or 100) if ev.pressed else (NOTE_OFF, note, 0)
+            self.record("in", ev.time_ns, ev.source, msg)
+        if ev.pressed:
+            self._held_buttons.add(ev.button)
+            combo = set(self.cfg.engine.panic_buttons)
+            if len(combo) > 1 and combo <= self._held_buttons:
+                self.panic(now_ns)
+                return
+        else:
+            self._held_buttons.discard(ev.button)
+        for slot in self.slots:
+            if slot.active and slot.takes(ev.source):
+                self._call(slot, slot.proc.on_event, ev, now_ns)
+
+    def _is_echo(self, msg: tuple[int, ...], now_ns: int) -> bool:
+        """True when ``msg`` repeats something Genie sent within the echo window (DAW thru)."""
+        recent = self._recent_out
+        while recent and now_ns - recent[0][0] > self.echo_window_ns:
+            recent.popleft()
+        return any(m == msg for _, m in recent)
+
+    def source_lost(self, source: str, now_ns: int) -> None:
+        """An input port went away: release whatever it was holding, as if the player let go."""
+        for channel, pitch in sorted(self._held_notes.pop(source, set())):
+            self.feed(MidiEvent(now_ns, source, (NOTE_OFF | channel, pitch, 0)), now_ns)
+        for slot in self.slots:
+            for src, button in [k for k in slot.held_buttons if k[0] == source]:
+                self._call(slot, slot.proc.on_event, ButtonEvent(now_ns, source, button, False),
+                           now_ns)
+            self._emit(self.scheduler.release(slot.label, source), now_ns)
+
+    # ---- processors --------------------------------------------------------------------------
+
+    def _call(self, slot: Slot, fn: Callable, arg, now_ns: int) -> None:
+        if isinstance(arg, ButtonEvent):
+            key = (arg.source, arg.button)
+            if arg.pressed:
+                slot.held_buttons[key] = 1
+            else:
+                slot.held_buttons.pop(key, None)
+        try:
+            outs = list(fn(arg) or ())
+        except Exception as exc:  # a processor bug must cost its notes, not the gig
+            self.counters.add(f"processor_errors.{slot.label}")
+            log.error("processor %s raised %s: %s; its notes are released", slot.label,
+                      type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._emit(self.scheduler.release(slot.label), now_ns)
+            return
+        self.schedule(slot, outs, now_ns)
+
+    def schedule(self, slot: Slot, outs: Iterable[Out], now_ns: int) -> None:
+        """Queue a processor's outputs on its port and channel."""
+        channel = slot.cfg.out_channel - 1
+        for out in outs:
+            msg = tuple(out.message)
+            if not valid_message(msg):
+                self.counters.add(f"bad_output.{slot.label}")
+                continue
+            if not out.keep_channel:
+                msg = _rechannel(msg, channel)
+            self.scheduler.push(max(out.due_ns, 0), slot.cfg.output, msg, (slot.label, out.voice))
+
+    def switch(self, index: int, now_ns: int) -> None:
+        """Program Change: make the ``index``-th processor the one that plays (all stay warm)."""
+        if not 0 <= index < len(self.slots) or self.slots[index].active:
+            return
+        for slot in self.slots:
+            if slot.active:
+                slot.active = False
+                self._end_slot(slot, now_ns)
+        self.slots[index].active = True
+        log.info("switched to processor %s", self.slots[index].label)
+
+    def _end_slot(self, slot: Slot, now_ns: int) -> None:
+        slot.held_buttons.clear()
+        sent = self.scheduler.release(slot.label)
+        sent += [(slot.cfg.output, (CONTROL_CHANGE | (slot.cfg.out_channel - 1), CC_SUSTAIN, 0)),
+                 (slot.cfg.output, (CONTROL_CHANGE | (slot.cfg.out_channel - 1), CC_ALL_NOTES_OFF, 0))]
+        self._emit(sent, now_ns)
+
+    def release_all(self, now_ns: int) -> None:
+        """CC 120/123 from the DAW: end every note Genie sounds and drop what is queued."""
+        self._emit(self.scheduler.all_notes_off(), now_ns)
+
+    def panic(self, now_ns: int) -> None:
+        """Note-offs for everything sounding, sustain off, all-notes-off; queues emptied."""
+        for slot in self.slots:
+            slot.held_buttons.clear()
+        self._held_buttons.clear()
+        self.counters.add("panics")
+        self._emit(self.scheduler.panic(), now_ns)
+        log.warning("panic: all notes off")
+
+    # ---- time --------------------------------------------------------------------------------
+
+    def tick(self, now_ns: int) -> list[Sent]:
+        """Advance to ``now_ns``: due events, idle calls, due outputs. Returns what to send."""
+        while self._later and self._later[0][0] <= now_ns:
+            _, _, ev = heapq.heappop(self._later)
+            self.feed(ev, now_ns)
+        if now_ns >= self._next_idle_ns:
+            self._next_idle_ns = now_ns + self.idle_interval_ns
+            for slot in self.slots:
+                if slot.active:
+                    self._call(slot, slot.proc.on_idle, now_ns, now_ns)
+        self._emit(self.scheduler.pop_due(now_ns + self.send_ahead_ns), now_ns)
+        out, self.outbox = self.outbox, []
+        return out
+
+    def next_wake_ns(self) -> int:
+        """When ``tick`` next has something to do (without new input)."""
+        candidates = [self._next_idle_ns]
+        due = self.scheduler.next_due_ns()
+        if due is not None:
+            candidates.append(due - self.send_ahead_ns)
+        if self._later:
+            candidates.append(self._later[0][0])
+        return min(candidates)
+
+    def _emit(self, sent: list[Sent], now_ns: int) -> None:
+        recent = self._recent_out
+        while recent and now_ns - recent[0][0] > self.echo_window_ns:
+            recent.popleft()
+        for port, msg in sent:
+            self.outbox.append((port, msg))
+            recent.append((now_ns, msg))
+            if self.record:
+                self.record("out", now_ns, port, msg)
+
+    def stop(self, now_ns: int) -> list[Sent]:
+        """End of the session: panic sequence, processors stopped. Returns the final sends."""
+        for slot in self.slots:
+            try:
+                slot.proc.stop()
+            except Exception as exc:  # still send the note-offs below
+                log.error("processor %s failed to stop: %s", slot.label, exc)
+        self.panic(now_ns)
+        out, self.outbox = self.outbox, []
+        return out

@@ -1,0 +1,193 @@
+"""The live engine: one thread drains the inputs, runs the processors and sends what is due.
+
+Threads (all named):
+- ``genie-engine`` drains rtmidi's input queues, takes events posted by the other sources, calls
+  the processors through ``EngineCore`` and sends on the output ports. It sleeps on an Event until
+  the next poll, the next due output or new posted input, whichever comes first.
+- ``genie-housekeeping`` notices input ports that disappear and logs what was dropped.
+- ``genie-worker`` runs slow processor work at low priority; ``genie-keyboard`` and
+  ``genie-recorder`` belong to their modules.
+
+Nothing runs in rtmidi's callback thread: under JACK that is the audio server's real-time thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from daemon.config import Config
+from daemon.core import EngineCore, Recorder, Slot
+from daemon.events import Counters, Event, Out, now_ns
+from daemon.inputqueue import InputQueue
+from daemon.io.midi import MidiInput, MidiOutput, open_probe
+from daemon.processor import Context
+from daemon.workers import Handle, StressWorker, WorkerThread
+
+log = logging.getLogger("genie.engine")
+
+BATCH = 64  # events handled per pass before outputs are sent again
+
+
+class Engine:
+    """Runs ``EngineCore`` against real ports on its own thread."""
+
+    def __init__(self, cfg: Config, slots: list[Slot], inputs: list[MidiInput],
+                 outputs: dict[str, MidiOutput], record: Recorder | None = None,
+                 counters: Counters | None = None) -> None:
+        self.cfg = cfg
+        self.counters = counters or Counters()
+        self.core = EngineCore(cfg, slots, self.counters, record)
+        self.inputs = inputs
+        self.outputs = outputs
+        self.queue = InputQueue(cfg.midi.queue_limit, self.counters)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._panic = False
+        self._lost: list[str] = []
+        self._delivered: list[tuple[str, list[Out]]] = []
+        self.worker = WorkerThread(self._deliver)
+        self.stress = StressWorker() if cfg.engine.stress_worker else None
+        self._thread = threading.Thread(target=self._run, name="genie-engine")
+        self._house = threading.Thread(target=self._housekeeping, name="genie-housekeeping",
+                                       daemon=True)
+        self.poll_ns = int(cfg.midi.poll_interval_ms * 1e6)
+        self.stopped = threading.Event()
+
+    # ---- called from other threads -------------------------------------------------------------
+
+    def post(self, ev: Event) -> None:
+        """Queue an event from another thread (keyboard, gamepad) and wake the engine."""
+        with self._lock:
+            self.queue.push(ev)
+        self._wake.set()
+
+    def submit(self, job, owner: str) -> Handle:
+        return self.worker.submit(job, owner)
+
+    def _deliver(self, owner: str, outs: list[Out]) -> None:
+        with self._lock:
+            self._delivered.append((owner, outs))
+        self._wake.set()
+
+    def request_panic(self) -> None:
+        self._panic = True
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def context_for(self, slot_label: str, options: dict, seed: int) -> Context:
+        return Context(name=slot_label, options=options, seed=seed, now_ns=now_ns,
+                       submit=lambda job: self.submit(job, slot_label))
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.worker.start()
+        if self.stress:
+            self.stress.start()
+        self._thread.start()
+        self._house.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.stopped.wait(timeout)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    # ---- the engine thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        core = self.core
+        try:
+            while not self._stopping.is_set():
+                now = now_ns()
+                for port in self.inputs:
+                    msgs = port.drain(4 * self.cfg.midi.queue_limit)
+                    if msgs:
+                        with self._lock:
+                            for msg in msgs:
+                                self.queue.push(_midi(now, port.name, msg))
+                with self._lock:
+                    events = self.queue.pop_batch(BATCH)
+                    delivered, self._delivered = self._delivered, []
+                    lost, self._lost = self._lost, []
+                now = now_ns()
+                for ev in events:
+                    core.feed(ev, now)
+                for owner, outs in delivered:
+                    slot = next((s for s in core.slots if s.label == owner), None)
+                    if slot is not None and slot.active:
+                        core.schedule(slot, outs, now)
+                for source in lost:
+                    core.source_lost(source, now)
+                if self._panic:
+                    self._panic = False
+                    core.panic(now)
+                self._send(core.tick(now_ns()))
+                if len(self.queue):
+                    continue
+                timeout_ns = min(self.poll_ns, core.next_wake_ns() - now_ns())
+                if timeout_ns > 0:
+                    self._wake.wait(timeout_ns / 1e9)
+                self._wake.clear()
+        except Exception:
+            log.exception("engine thread failed; stopping with all notes off")
+        finally:
+            try:
+                self._send(core.stop(now_ns()))
+            finally:
+                self.stopped.set()
+
+    def _send(self, sent: Iterable[tuple[str, tuple[int, ...]]]) -> None:
+        for port, msg in sent:
+            out = self.outputs.get(port)
+            if out is None:
+                self.counters.add("dropped_unknown_port")
+                continue
+            out.send(msg)
+
+    def _housekeeping(self) -> None:
+        """Every second: notice input ports that went away; log new drops."""
+        last: dict[str, int] = {}
+        external = [p for p in self.inputs if p.name != self.cfg.midi.input_port]
+        probe = open_probe(external[0].api) if external else None
+        while not self._stopping.wait(1.0):
+            if probe is not None:
+                names = set(probe.get_ports())
+                for port in [p for p in external if p.name not in names]:
+                    log.warning("input port %r went away; releasing its notes", port.name)
+                    external.remove(port)
+                    with self._lock:
+                        self._lost.append(port.name)
+                    self._wake.set()
+            now = dict(self.counters.values)
+            changed = {k: v - last.get(k, 0) for k, v in now.items() if v != last.get(k, 0)}
+            if changed:
+                log.info("engine counters: %s",
+                         ", ".join(f"{k} +{v}" for k, v in sorted(changed.items())))
+            last = now
+        if probe is not None:
+            probe.delete()
+
+    def stop(self) -> None:
+        """Stop: the engine thread sends the panic sequence, then ports and workers close."""
+        self.request_stop()
+        self._thread.join(timeout=10)
+        if self.stress:
+            self.stress.stop()
+        self.worker.stop()
+        for port in self.inputs:
+            port.close()
+        for out in self.outputs.values():
+            out.close()
+
+
+def _midi(now: int, source: str, msg: tuple[int, ...]) -> Event:
+    from daemon.events import MidiEvent
+
+    return MidiEvent(now, source, msg)

@@ -1,0 +1,130 @@
+"""Event and output types that flow through the engine.
+
+Every event carries the time it arrived (``time_ns``, from :func:`now_ns`); every output carries
+the time it is due (``due_ns``). Both use the one clock of the daemon, ``time.perf_counter_ns``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+now_ns = time.perf_counter_ns
+"""The daemon's one clock: monotonic nanoseconds."""
+
+NOTE_OFF = 0x80
+NOTE_ON = 0x90
+POLY_AFTERTOUCH = 0xA0
+CONTROL_CHANGE = 0xB0
+PROGRAM_CHANGE = 0xC0
+CHANNEL_AFTERTOUCH = 0xD0
+PITCH_BEND = 0xE0
+
+CC_MOD_WHEEL = 1
+CC_SUSTAIN = 64
+CC_ALL_SOUND_OFF = 120
+CC_ALL_NOTES_OFF = 123
+
+CLOCK = 0xF8
+START = 0xFA
+CONTINUE = 0xFB
+STOP = 0xFC
+SONG_POSITION = 0xF2
+TRANSPORT = frozenset({START, CONTINUE, STOP, SONG_POSITION})
+
+
+@dataclass(frozen=True, slots=True)
+class MidiEvent:
+    """A MIDI message received from an input port (or read from a file)."""
+
+    time_ns: int
+    source: str
+    message: tuple[int, ...]
+
+    @property
+    def status(self) -> int:
+        return self.message[0] & 0xF0 if self.message[0] < 0xF0 else self.message[0]
+
+    @property
+    def channel(self) -> int | None:
+        return self.message[0] & 0x0F if self.message[0] < 0xF0 else None
+
+    @property
+    def is_note_on(self) -> bool:
+        return self.status == NOTE_ON and len(self.message) == 3 and self.message[2] > 0
+
+    @property
+    def is_note_off(self) -> bool:
+        s = self.status
+        return len(self.message) == 3 and (s == NOTE_OFF or (s == NOTE_ON and self.message[2] == 0))
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonEvent:
+    """One of the 8 buttons pressed or released (gamepad, keyboard, or a mapped MIDI note)."""
+
+    time_ns: int
+    source: str
+    button: int
+    pressed: bool
+    velocity: int | None = None  # from a MIDI key, when there is one
+
+
+Event = MidiEvent | ButtonEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A MIDI message a processor wants sent at ``due_ns``.
+
+    ``voice`` distinguishes owners inside one processor (e.g. the input port a thru note came
+    from); the scheduler's ledger keys ownership by (processor, voice). ``channel`` in the message
+    is rewritten by the engine to the processor's output channel unless ``keep_channel``.
+    """
+
+    due_ns: int
+    message: tuple[int, ...]
+    voice: str = ""
+    keep_channel: bool = False
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the engine dropped or repaired, by reason; logged at exit and by ``genie doctor``."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.values[key] = self.values.get(key, 0) + n
+
+    def get(self, key: str) -> int:
+        return self.values.get(key, 0)
+
+
+def is_note_on(msg: tuple[int, ...]) -> bool:
+    return len(msg) == 3 and msg[0] & 0xF0 == NOTE_ON and msg[2] > 0
+
+
+def is_note_off(msg: tuple[int, ...]) -> bool:
+    return len(msg) == 3 and (msg[0] & 0xF0 == NOTE_OFF or (msg[0] & 0xF0 == NOTE_ON and msg[2] == 0))
+
+
+def valid_message(msg: tuple[int, ...]) -> bool:
+    """True when ``msg`` is one complete, well-formed MIDI message (sysex included)."""
+    if not msg:
+        return False
+    status = msg[0]
+    if status < 0x80 or any(not 0 <= b <= 0xFF for b in msg):
+        return False
+    if status == 0xF0:
+        return msg[-1] == 0xF7 and all(b < 0x80 for b in msg[1:-1])
+    if any(b >= 0x80 for b in msg[1:]):
+        return False
+    return len(msg) == message_length(status)
+
+
+def message_length(status: int) -> int:
+    """Number of bytes in a non-sysex MIDI message with this status byte."""
+    if status < 0xF0:
+        return 2 if status & 0xF0 in (PROGRAM_CHANGE, CHANNEL_AFTERTOUCH) else 3
+    return {0xF1: 2, 0xF2: 3, 0xF3: 2}.get(status, 1)

@@ -1,0 +1,179 @@
+"""JACK helpers: query a running server through libjack, and run a private dummy server.
+
+The dummy server backs ``genie run --headless`` on machines with no sound hardware, and the
+real-port tests and benchmarks. Fresh dummy servers sometimes stall for good and pass no MIDI, so
+``DummyServer.start`` pings through a loopback connection and restarts a stuck server. jack2
+allows 8 servers per machine and a dead server keeps its slot, so the name is fixed and servers
+are stopped with SIGTERM and waited for.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("genie.jack")
+
+JACK_NO_START_SERVER = 0x01
+JACK_SERVER_NAME = 0x04
+
+
+def server_name() -> str:
+    return os.environ.get("JACK_DEFAULT_SERVER", "default")
+
+
+def _libjack():
+    path = ctypes.util.find_library("jack")
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    lib.jack_client_open.restype = ctypes.c_void_p
+    lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                     ctypes.c_char_p]
+    lib.jack_get_buffer_size.argtypes = [ctypes.c_void_p]
+    lib.jack_get_buffer_size.restype = ctypes.c_uint32
+    lib.jack_get_sample_rate.argtypes = [ctypes.c_void_p]
+    lib.jack_get_sample_rate.restype = ctypes.c_uint32
+    lib.jack_client_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    buffer_frames: int
+    sample_rate: int
+
+    @property
+    def period_ns(self) -> int:
+        return self.buffer_frames * 1_000_000_000 // self.sample_rate
+
+
+def server_info(name: str | None = None) -> ServerInfo | None:
+    """Buffer size and rate of the running JACK server, or None when none runs (never starts one)."""
+    lib = _libjack()
+    if lib is None:
+        return None
+    status = ctypes.c_int(0)
+    name = name or server_name()
+    client = lib.jack_client_open(b"genie-query", JACK_NO_START_SERVER | JACK_SERVER_NAME,
+                                  ctypes.byref(status), name.encode())
+    if not client:
+        return None
+    try:
+        return ServerInfo(lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client))
+    finally:
+        lib.jack_client_close(client)
+
+
+def jackd_available() -> bool:
+    return shutil.which("jackd") is not None
+
+
+@dataclass
+class DummyServer:
+    """A private jackd with the dummy driver, under a fixed name, pinged before use."""
+
+    name: str = "genie-test"
+    period: int = 256
+    rate: int = 48000
+    log_path: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "genie-jackd.log")
+    proc: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
+
+    def start(self, attempts: int = 4) -> "DummyServer":
+        """Start the server and make sure it passes MIDI; restart it when it is stuck."""
+        if not jackd_available():
+            raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+        os.environ.update(self.env())
+        for attempt in range(attempts):
+            self._spawn()
+            if self.ping():
+                return self
+            log.warning("JACK dummy server %r passes no MIDI (attempt %d); restarting",
+                        self.name, attempt + 1)
+            self.stop()
+        raise RuntimeError(f"JACK dummy server {self.name!r} stays stuck; see {self.log_path}")
+
+    def _spawn(self) -> None:
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
+             "-p", str(self.period)],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env()},
+            start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jackd exited at start (code {self.proc.returncode}); "
+                                   f"see {self.log_path}")
+            if server_info(self.name) is not None:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"jackd did not come up in 10 s; see {self.log_path}")
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """Send a message through a loopback connection; True when it arrives."""
+        import rtmidi
+
+        mi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="genie-ping-in")
+        mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="genie-ping-out")
+        try:
+            mi.open_virtual_port("ping")
+            idx = match_index(mo.get_ports(), "genie-ping-in:ping")
+            if idx is None:
+                return False
+            mo.open_port(idx)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                mo.send_message([0xB0, 0x66, 0x01])
+                t_end = time.monotonic() + 0.1
+                while time.monotonic() < t_end:
+                    if mi.get_message() is not None:
+                        return True
+                    time.sleep(0.002)
+            return False
+        finally:
+            mi.delete()
+            mo.delete()
+
+    def xruns(self) -> list[str]:
+        """Lines of the server log that report xruns (each names the client blamed)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if "XRun" in line or "xrun" in line]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+
+def match_index(names: list[str], wanted: str) -> int | None:
+    for i, n in enumerate(names):
+        if n == wanted:
+            return i
+    return None

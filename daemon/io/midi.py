@@ -1,0 +1,209 @@
+"""MIDI ports over python-rtmidi: API choice, virtual and existing ports, errors as one line.
+
+Inputs register no rtmidi callback: under JACK that callback would run inside the audio server's
+real-time thread and wait for the GIL. rtmidi queues incoming messages itself, and the engine
+thread drains that queue (``MidiInput.drain``), stamping each message with the daemon's clock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger("genie.midi")
+
+API_NAMES = ("alsa", "jack", "coremidi")
+
+
+class PortError(OSError):
+    """A MIDI port or API problem; ``str()`` is the one-line message for the user."""
+
+
+def _rtmidi():
+    import rtmidi  # imported lazily so config errors never wait for it
+
+    return rtmidi
+
+
+def _api_id(api: str) -> int:
+    rtmidi = _rtmidi()
+    return {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK,
+            "coremidi": rtmidi.API_MACOSX_CORE}[api]
+
+
+def alsa_usable() -> bool:
+    """True when the ALSA sequencer device exists and we may open it."""
+    return os.access("/dev/snd/seq", os.R_OK | os.W_OK)
+
+
+def compiled_apis() -> list[str]:
+    rtmidi = _rtmidi()
+    ids = set(rtmidi.get_compiled_api())
+    return [a for a in API_NAMES if _api_id(a) in ids]
+
+
+def choose_api(requested: str) -> str:
+    """Resolve ``auto`` to ALSA where the sequencer is usable, else a running JACK server."""
+    from daemon.io import jack
+
+    compiled = compiled_apis()
+    if requested != "auto":
+        if requested not in compiled:
+            raise PortError(f"MIDI API {requested!r} is not compiled into python-rtmidi "
+                            f"(have: {', '.join(compiled) or 'none'})")
+        if requested == "jack" and jack.server_info() is None:
+            raise PortError(f"no JACK server is running (server {jack.server_name()!r}); "
+                            "start one, or use --headless to start a private dummy server")
+        if requested == "alsa" and not alsa_usable():
+            raise PortError("the ALSA sequencer /dev/snd/seq is missing or not accessible "
+                            "(load snd-seq, or join the audio group)")
+        return requested
+    if "coremidi" in compiled:
+        return "coremidi"
+    if "alsa" in compiled and alsa_usable():
+        return "alsa"
+    if "jack" in compiled and jack.server_info() is not None:
+        return "jack"
+    raise PortError("no MIDI backend: the ALSA sequencer /dev/snd/seq is not usable and no JACK "
+                    "server is running (use --headless to start a private JACK dummy server)")
+
+
+def _silence_rtmidi(obj, label: str) -> None:
+    """Route rtmidi's warnings through logging instead of stderr."""
+
+    def on_error(etype, msg, data=None):
+        log.warning("rtmidi (%s): %s", label, msg)
+
+    obj.set_error_callback(on_error)
+
+
+def open_probe(api: str):
+    """An rtmidi input client that only lists ports (to notice ports that disappear)."""
+    rtmidi = _rtmidi()
+    probe = rtmidi.MidiIn(_api_id(api), name="Genie watch")
+    _silence_rtmidi(probe, "watch")
+    return probe
+
+
+def list_ports(api: str) -> tuple[list[str], list[str]]:
+    """Names of the input and output ports visible through ``api``."""
+    rtmidi = _rtmidi()
+    try:
+        mi = rtmidi.MidiIn(_api_id(api), name="Genie probe")
+        _silence_rtmidi(mi, "probe")
+        mo = rtmidi.MidiOut(_api_id(api), name="Genie probe")
+        _silence_rtmidi(mo, "probe")
+        try:
+            return mi.get_ports(), mo.get_ports()
+        finally:
+            mi.delete()
+            mo.delete()
+    except rtmidi.SystemError as exc:
+        raise PortError(f"cannot open the {api} MIDI API: {exc}") from exc
+
+
+def match_port(pattern: str, names: list[str]) -> list[int]:
+    """Indices of the ports whose name equals or glob-matches ``pattern``."""
+    exact = [i for i, n in enumerate(names) if n == pattern]
+    if exact:
+        return exact
+    return [i for i, n in enumerate(names)
+            if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + ":*")]
+
+
+@dataclass
+class MidiInput:
+    """One input port (Genie's virtual one, or an existing one we connected to)."""
+
+    name: str
+    api: str
+    _port: object = None
+    queue_limit: int = 1024
+
+    @classmethod
+    def open(cls, api: str, name: str, *, virtual: bool, queue_limit: int = 1024) -> "MidiInput":
+        rtmidi = _rtmidi()
+        try:
+            client = name if virtual else f"Genie from {name}"[:60]
+            port = rtmidi.MidiIn(_api_id(api), name=client, queue_size_limit=queue_limit)
+            _silence_rtmidi(port, name)
+            port.ignore_types(sysex=False, timing=False, active_sense=True)
+            if virtual:
+                port.open_virtual_port(name)
+            else:
+                found = match_port(name, port.get_ports())
+                if not found:
+                    port.delete()
+                    raise PortError(f"MIDI input port {name!r} not found "
+                                    "(see `genie ports`)")
+                name = port.get_ports()[found[0]]
+                port.open_port(found[0], name=f"from {name}"[:60])
+        except (rtmidi.SystemError, rtmidi.InvalidPortError, rtmidi.NoDevicesError) as exc:
+            raise PortError(f"cannot open MIDI input {name!r} ({api}): {exc}") from exc
+        return cls(name=name, api=api, _port=port, queue_limit=queue_limit)
+
+    def drain(self, limit: int) -> list[tuple[int, ...]]:
+        """Up to ``limit`` messages waiting in rtmidi's queue, oldest first."""
+        out = []
+        get = self._port.get_message
+        for _ in range(limit):
+            item = get()
+            if item is None:
+                break
+            out.append(tuple(item[0]))
+        return out
+
+    def close(self) -> None:
+        if self._port is not None:
+            self._port.close_port()
+            self._port.delete()
+            self._port = None
+
+
+@dataclass
+class MidiOutput:
+    """One output port: Genie's virtual port, connected on request to other ports."""
+
+    name: str
+    api: str
+    _port: object = None
+    _links: tuple = ()
+
+    @classmethod
+    def open(cls, api: str, name: str, connect: list[str] = ()) -> "MidiOutput":
+        rtmidi = _rtmidi()
+        try:
+            port = rtmidi.MidiOut(_api_id(api), name=name)
+            _silence_rtmidi(port, name)
+            port.open_virtual_port(name)
+        except (rtmidi.SystemError, rtmidi.InvalidPortError) as exc:
+            raise PortError(f"cannot open MIDI output {name!r} ({api}): {exc}") from exc
+        out = cls(name=name, api=api, _port=port)
+        out._links = tuple(out._connect(c) for c in connect)
+        return out
+
+    def _connect(self, target: str) -> object:
+        """Connect this output to an existing input port (e.g. a synth) with a second client."""
+        rtmidi = _rtmidi()
+        link = rtmidi.MidiOut(_api_id(self.api), name=f"{self.name} to {target}"[:60])
+        _silence_rtmidi(link, target)
+        found = match_port(target, link.get_ports())
+        if not found:
+            link.delete()
+            raise PortError(f"--connect: MIDI port {target!r} not found (see `genie ports`)")
+        link.open_port(found[0], name=self.name)
+        return link
+
+    def send(self, message: tuple[int, ...]) -> None:
+        self._port.send_message(message)
+        for link in self._links:
+            link.send_message(message)
+
+    def close(self) -> None:
+        for p in (self._port, *self._links):
+            if p is not None:
+                p.close_port()
+                p.delete()
+        self._port, self._links = None, ()

@@ -1,0 +1,1 @@
+"""Built-in processors: ``thru`` (the latency baseline) and ``markov`` (a bigram model)."""

@@ -1,0 +1,170 @@
+"""Time-stamped output queue, the sounding-note ledger, and panic.
+
+The scheduler, not the processors, guarantees that every note-on sent gets exactly one note-off:
+the ledger records who sounds each (port, channel, pitch), and every way out (release, processor
+switch or exception, panic, stop) turns what is still sounding into explicit note-offs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+from daemon.events import (
+    CC_ALL_NOTES_OFF,
+    CC_SUSTAIN,
+    CONTROL_CHANGE,
+    NOTE_OFF,
+    Counters,
+    is_note_off,
+    is_note_on,
+)
+
+Owner = tuple[str, str]
+"""(processor name, voice): who sounds a note."""
+Key = tuple[str, int, int]
+"""(port, channel, pitch): one key on one synth."""
+Sent = tuple[str, tuple[int, ...]]
+"""(port, message): what the engine hands to a port."""
+
+
+def _note_off(channel: int, pitch: int) -> tuple[int, int, int]:
+    return (NOTE_OFF | channel, pitch, 0)
+
+
+@dataclass
+class NoteLedger:
+    """Which owners hold each sounding key.
+
+    A note-on for a key that is already sounding re-triggers it (note-off, then note-on), so the
+    output stream stays balanced for a DAW, and the key is released only when its last holder
+    lets go. A note-off from an owner that does not hold the key is dropped and counted.
+    """
+
+    counters: Counters = field(default_factory=Counters)
+    held: dict[Key, list[Owner]] = field(default_factory=dict)
+
+    def note_on(self, port: str, msg: tuple[int, ...], owner: Owner) -> list[Sent]:
+        key = (port, msg[0] & 0x0F, msg[1])
+        holders = self.held.get(key)
+        if holders is None:
+            self.held[key] = [owner]
+            return [(port, msg)]
+        if owner not in holders:
+            holders.append(owner)
+        self.counters.add("retriggered_notes")
+        return [(port, _note_off(key[1], key[2])), (port, msg)]
+
+    def note_off(self, port: str, msg: tuple[int, ...], owner: Owner) -> list[Sent]:
+        key = (port, msg[0] & 0x0F, msg[1])
+        holders = self.held.get(key)
+        if not holders or owner not in holders:
+            self.counters.add("unmatched_note_offs")
+            return []
+        holders.remove(owner)
+        if holders:
+            return []
+        del self.held[key]
+        return [(port, msg)]
+
+    def release(self, processor: str | None = None, voice: str | None = None) -> list[Sent]:
+        """Note-offs for every key whose last holders match (all keys when both are None)."""
+        out: list[Sent] = []
+        for key in list(self.held):
+            holders = self.held[key]
+            holders[:] = [
+                o for o in holders
+                if not ((processor is None or o[0] == processor) and (voice is None or o[1] == voice))
+            ]
+            if not holders:
+                del self.held[key]
+                out.append((key[0], _note_off(key[1], key[2])))
+        return out
+
+    def sounding(self) -> list[Key]:
+        return sorted(self.held)
+
+
+@dataclass(order=True)
+class _Item:
+    due_ns: int
+    rank: int  # 0 for note-offs, so an off and an on due together never leave a key stuck
+    seq: int
+    port: str = field(compare=False)
+    message: tuple[int, ...] = field(compare=False)
+    owner: Owner = field(compare=False)
+
+
+class Scheduler:
+    """Orders outputs by (due time, note-off first, sequence number) and applies the ledger."""
+
+    def __init__(self, counters: Counters | None = None) -> None:
+        self.counters = counters or Counters()
+        self.ledger = NoteLedger(self.counters)
+        self._heap: list[_Item] = []
+        self._seq = itertools.count()
+        self._channels_used: set[tuple[str, int]] = set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, due_ns: int, port: str, message: tuple[int, ...], owner: Owner) -> None:
+        rank = 0 if is_note_off(message) else 1
+        heapq.heappush(self._heap, _Item(due_ns, rank, next(self._seq), port, message, owner))
+
+    def next_due_ns(self) -> int | None:
+        return self._heap[0].due_ns if self._heap else None
+
+    def pop_due(self, now_ns: int) -> list[Sent]:
+        """Everything due at or before ``now_ns``, in order, filtered through the ledger."""
+        out: list[Sent] = []
+        while self._heap and self._heap[0].due_ns <= now_ns:
+            item = heapq.heappop(self._heap)
+            out.extend(self._through_ledger(item.port, item.message, item.owner))
+        return out
+
+    def send_now(self, port: str, message: tuple[int, ...], owner: Owner) -> list[Sent]:
+        """Pass one message through the ledger immediately (no queueing)."""
+        return self._through_ledger(port, message, owner)
+
+    def _through_ledger(self, port: str, msg: tuple[int, ...], owner: Owner) -> list[Sent]:
+        if msg[0] < 0xF0:
+            self._channels_used.add((port, msg[0] & 0x0F))
+        if is_note_on(msg):
+            return self.ledger.note_on(port, msg, owner)
+        if is_note_off(msg):
+            return self.ledger.note_off(port, msg, owner)
+        return [(port, msg)]
+
+    def cancel(self, processor: str, voice: str | None = None) -> int:
+        """Drop queued outputs of an owner, except note-offs (the ledger decides those)."""
+        keep = [
+            i for i in self._heap
+            if i.owner[0] != processor or (voice is not None and i.owner[1] != voice)
+            or is_note_off(i.message)
+        ]
+        dropped = len(self._heap) - len(keep)
+        if dropped:
+            self._heap = keep
+            heapq.heapify(self._heap)
+        return dropped
+
+    def release(self, processor: str, voice: str | None = None) -> list[Sent]:
+        """An owner goes away (button release, exception, switch): cancel its queue, end its notes."""
+        self.cancel(processor, voice)
+        return self.ledger.release(processor, voice)
+
+    def all_notes_off(self) -> list[Sent]:
+        """Drop the whole queue and end every sounding note with explicit note-offs."""
+        self._heap.clear()
+        return self.ledger.release()
+
+    def panic(self) -> list[Sent]:
+        """Explicit note-offs, then sustain off, then all-notes-off on every channel used."""
+        out = self.all_notes_off()
+        for port, channel in sorted(self._channels_used):
+            out.append((port, (CONTROL_CHANGE | channel, CC_SUSTAIN, 0)))
+        for port, channel in sorted(self._channels_used):
+            out.append((port, (CONTROL_CHANGE | channel, CC_ALL_NOTES_OFF, 0)))
+        return out

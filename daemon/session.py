@@ -1,0 +1,40 @@
+"""Build the configured processors: load each through its entry point, start it, warm it up.
+
+Shared by ``genie run`` (live) and ``genie play`` (offline), so both load processors the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from daemon.config import Config
+from daemon.core import Slot
+from daemon.events import now_ns as clock_now
+from daemon.processor import Context, ProcessorError, load
+
+log = logging.getLogger("genie.session")
+
+SubmitFactory = Callable[[str], Callable]
+"""label -> submit(job) for that processor's context."""
+
+
+def build_slots(cfg: Config, submit_for: SubmitFactory | None = None,
+                now_ns: Callable[[], int] = clock_now) -> list[Slot]:
+    """Instantiate and start every ``[[processor]]``; a failure is a one-line ProcessorError."""
+    slots = []
+    for i, pcfg in enumerate(cfg.processors):
+        cls = load(pcfg.name)
+        proc = cls()
+        ctx = Context(name=pcfg.label, options=dict(pcfg.options), seed=cfg.engine.seed + i,
+                      now_ns=now_ns, submit=submit_for(pcfg.label) if submit_for else None)
+        try:
+            proc.start(ctx)
+        except ProcessorError as exc:
+            raise ProcessorError(f"config {cfg.path}: processor[{i}] ({pcfg.label}): {exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ProcessorError(f"processor {pcfg.label!r} failed to start: {exc}") from None
+        log.info("processor %s (%s) ready: output %r channel %d", pcfg.label, pcfg.name,
+                 pcfg.output, pcfg.out_channel)
+        slots.append(Slot(pcfg, proc))
+    return slots
