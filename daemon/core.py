@@ -302,6 +302,8 @@ class EngineCore:
                 slot.proc.stop()
             except Exception as exc:  # still send the note-offs below
                 log.error("processor %s failed to stop: %s", slot.label, exc)
-        self.panic(now_ns)
+        for slot in self.slots:
+            slot.held_buttons.clear()
+        self._emit(self.scheduler.panic(), now_ns)
         out, self.outbox = self.outbox, []
         return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from daemon.config import Config
@@ -55,6 +56,7 @@ class Engine:
                                        daemon=True)
         self.poll_ns = int(cfg.midi.poll_interval_ms * 1e6)
         self.stopped = threading.Event()
+        self.drain_s = 0.05
 
     # ---- called from other threads -------------------------------------------------------------
 
@@ -178,6 +180,9 @@ class Engine:
         """Stop: the engine thread sends the panic sequence, then ports and workers close."""
         self.request_stop()
         self._thread.join(timeout=10)
+        # JACK writes queued output at the start of its next cycle: closing the ports sooner
+        # would drop the final note-offs. One wait at exit, never on the playing path.
+        time.sleep(self.drain_s)
         if self.stress:
             self.stress.stop()
         self.worker.stop()

@@ -34,7 +34,7 @@ def build_slots(cfg: Config, submit_for: SubmitFactory | None = None,
             raise ProcessorError(f"config {cfg.path}: processor[{i}] ({pcfg.label}): {exc}") from None
         except (OSError, ValueError, RuntimeError) as exc:
             raise ProcessorError(f"processor {pcfg.label!r} failed to start: {exc}") from None
-        log.info("processor %s (%s) ready: output %r channel %d", pcfg.label, pcfg.name,
+        log.info("processor %s (%s) loaded: output %r channel %d", pcfg.label, pcfg.name,
                  pcfg.output, pcfg.out_channel)
         slots.append(Slot(pcfg, proc))
     return slots

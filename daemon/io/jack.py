@@ -9,6 +9,7 @@ are stopped with SIGTERM and waited for.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -16,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -67,14 +69,30 @@ def server_info(name: str | None = None) -> ServerInfo | None:
         return None
     status = ctypes.c_int(0)
     name = name or server_name()
-    client = lib.jack_client_open(b"genie-query", JACK_NO_START_SERVER | JACK_SERVER_NAME,
-                                  ctypes.byref(status), name.encode())
+    with _quiet_stderr():  # libjack prints several lines when no server answers
+        client = lib.jack_client_open(b"genie-query", JACK_NO_START_SERVER | JACK_SERVER_NAME,
+                                      ctypes.byref(status), name.encode())
     if not client:
         return None
     try:
         return ServerInfo(lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client))
     finally:
         lib.jack_client_close(client)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 for a moment (C libraries that print). Start-up only."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def jackd_available() -> bool:
@@ -109,6 +127,9 @@ class DummyServer:
         raise RuntimeError(f"JACK dummy server {self.name!r} stays stuck; see {self.log_path}")
 
     def _spawn(self) -> None:
+        if server_info(self.name) is not None:
+            raise RuntimeError(f"a JACK server named {self.name!r} is already running "
+                               "(left over from an earlier run?); stop it first")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),

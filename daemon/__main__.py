@@ -1,0 +1,5 @@
+"""``python -m daemon`` is ``genie``."""
+
+from daemon.cli import main
+
+main()

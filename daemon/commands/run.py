@@ -1,0 +1,184 @@
+"""``genie run``: start the daemon with the configured processors on virtual MIDI ports."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from daemon.config import Config, ProcessorConfig
+from daemon.io.midi import API_NAMES, MidiInput, MidiOutput, PortError, choose_api
+
+log = logging.getLogger("genie")
+
+SWITCH_INTERVAL_S = 5e-4  # shorter GIL hand-over: the engine thread waits less behind a busy worker
+
+
+def pidfile_path(client_name: str) -> Path:
+    """Where a running daemon leaves its pid, so ``genie panic`` can signal it."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/genie-{os.getuid()}"
+    return Path(base) / "genie" / f"{client_name}.pid"
+
+
+def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
+                    output: str | None, api: str | None, connect: tuple[str, ...],
+                    record: str | None, keyboard: bool | None, stress_worker: bool) -> Config:
+    """Command-line options win over the config file."""
+    if processor:
+        first = cfg.processors[0]
+        opts = first.options if first.name == processor else {}
+        cfg.processors = [ProcessorConfig(name=processor, label=processor, inputs=first.inputs,
+                                          channel=first.channel, buttons=first.buttons,
+                                          output=first.output, out_channel=first.out_channel,
+                                          clock=first.clock, passthrough=first.passthrough,
+                                          options=opts)]
+    if inputs:
+        cfg.midi.inputs = list(inputs)
+    if output:
+        for p in cfg.processors:
+            p.output = output
+    if api:
+        cfg.midi.api = api
+    if connect:
+        cfg.midi.connect = list(connect)
+    if record:
+        cfg.record.path = record
+    if keyboard is not None:
+        cfg.keyboard.enabled = "on" if keyboard else "off"
+    if stress_worker:
+        cfg.engine.stress_worker = True
+    return cfg
+
+
+@click.command()
+@click.option("--processor", "-p", help="Play this processor (an entry point, e.g. thru, markov).")
+@click.option("--input", "-i", "inputs", multiple=True,
+              help="Also read this existing MIDI input port (name or glob); repeatable.")
+@click.option("--output", "-o", help="Name of Genie's virtual output port.")
+@click.option("--api", type=click.Choice(["auto", *API_NAMES]),
+              help="MIDI API (default: ALSA where usable, else a running JACK server).")
+@click.option("--connect", "-c", multiple=True,
+              help="Connect the output to this port (e.g. a FluidSynth input); repeatable.")
+@click.option("--record", "-r", type=click.Path(dir_okay=False),
+              help="Record input and output into this MIDI file.")
+@click.option("--keyboard/--no-keyboard", default=None,
+              help="Play buttons from the terminal keys a s d f j k l ; (default: when on a terminal).")
+@click.option("--headless", is_flag=True,
+              help="With no ALSA sequencer and no JACK server, start a private JACK dummy server.")
+@click.option("--stress-worker", is_flag=True, hidden=True,
+              help="Keep a worker thread busy (for latency benchmarks).")
+@click.pass_obj
+def run(state, processor, inputs, output, api, connect, record, keyboard, headless,
+        stress_worker) -> None:
+    """Run the daemon: read buttons and notes, play the processors' notes on virtual ports."""
+    cfg = apply_overrides(state.config, processor, inputs, output, api, connect, record,
+                          keyboard, stress_worker)
+    with ExitStack() as stack:
+        api_name = _pick_api(cfg, headless, stack)
+        _run(cfg, api_name, stack)
+
+
+def _pick_api(cfg: Config, headless: bool, stack: ExitStack) -> str:
+    try:
+        return choose_api(cfg.midi.api)
+    except PortError:
+        if not headless or cfg.midi.api not in ("auto", "jack"):
+            raise
+    from daemon.io.jack import DummyServer
+
+    server = DummyServer(name=f"{cfg.midi.client_name.lower()}-headless").start()
+    stack.callback(server.stop)
+    log.info("no MIDI backend found: started a private JACK dummy server %r", server.name)
+    return "jack"
+
+
+def _send_ahead_ms(cfg: Config, api: str) -> float:
+    if cfg.midi.send_ahead_ms >= 0:
+        return cfg.midi.send_ahead_ms
+    if api == "jack":
+        from daemon.io.jack import server_info
+
+        info = server_info()
+        if info is not None:
+            # JACK writes every message at the start of the next cycle: sending half a period
+            # early centres that quantization error on the due time.
+            return info.period_ns / 2e6
+    return 0.0
+
+
+def _run(cfg: Config, api: str, stack: ExitStack) -> None:
+    from daemon.core import Slot  # noqa: F401  (engine imports stay below the config checks)
+    from daemon.engine import Engine
+    from daemon.session import build_slots
+
+    cfg.midi.send_ahead_ms = _send_ahead_ms(cfg, api)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    engine_ref: list[Engine] = []
+    slots = build_slots(cfg, submit_for=lambda label: (
+        lambda job: engine_ref[0].submit(job, label)))
+
+    inputs = []
+    if cfg.midi.input_port:
+        inputs.append(MidiInput.open(api, cfg.midi.input_port, virtual=True,
+                                     queue_limit=max(8192, 8 * cfg.midi.queue_limit)))
+    for pattern in cfg.midi.inputs:
+        inputs.append(MidiInput.open(api, pattern, virtual=False,
+                                     queue_limit=max(8192, 8 * cfg.midi.queue_limit)))
+    for port in inputs:
+        stack.callback(port.close)
+    outputs = {}
+    for name in cfg.outputs():
+        outputs[name] = MidiOutput.open(api, name, cfg.midi.connect)
+        stack.callback(outputs[name].close)
+
+    recorder = None
+    if cfg.record.path:
+        from daemon.io.recorder import Recorder
+
+        recorder = Recorder(Path(cfg.record.path), cfg.record.flush_interval_s)
+        recorder.start()
+        stack.callback(recorder.close)
+
+    engine = Engine(cfg, slots, inputs, outputs, recorder.record if recorder else None)
+    engine_ref.append(engine)
+
+    pidfile = pidfile_path(cfg.midi.client_name)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(str(os.getpid()))
+    stack.callback(lambda: pidfile.unlink(missing_ok=True))
+
+    signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: engine.request_stop())
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: engine.request_panic())
+
+    keyboard = None
+    if cfg.keyboard.enabled == "on" or (cfg.keyboard.enabled == "auto" and sys.stdin.isatty()):
+        from daemon.io.keyboard import TerminalKeyboard
+
+        keyboard = TerminalKeyboard(engine.post, engine.request_stop, cfg.keyboard.keys,
+                                    cfg.keyboard.gate_ms, cfg.keyboard.quit_key)
+
+    gc.collect()
+    gc.freeze()  # start-up objects are never collected again: shorter GC pauses while playing
+    engine.start()
+    if keyboard:
+        keyboard.start()
+    log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
+             ", ".join(p.name for p in inputs) or "keyboard",
+             ", ".join(s.label for s in slots), ", ".join(outputs), api, cfg.midi.send_ahead_ms)
+    try:
+        engine.wait()
+    finally:
+        if keyboard:
+            keyboard.stop()
+        engine.stop()  # the engine thread sends note-offs, sustain off, all-notes-off first
+        counters = engine.counters.values
+        log.info("stopped%s", (": " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+                 if counters else "")
