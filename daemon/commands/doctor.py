@@ -1,0 +1,139 @@
+"""``genie doctor``: check what Genie needs on this machine and say what to fix.
+
+Never imports torch or a processor module: model files are found beside each entry point's module
+through its import spec, which does not run the module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import resource
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+
+from daemon.processor import ENTRY_POINT_GROUP
+
+JACK_BUFFER_WARN_FRAMES = 256
+
+
+@dataclass
+class Finding:
+    level: str  # ok | warn | fail
+    what: str
+    fix: str = ""
+
+
+def check_midi(api_setting: str) -> list[Finding]:
+    from daemon.io import jack
+    from daemon.io.midi import alsa_usable, compiled_apis
+
+    out = []
+    try:
+        apis = compiled_apis()
+    except ImportError as exc:
+        return [Finding("fail", f"python-rtmidi does not import: {exc}", "pip install python-rtmidi")]
+    out.append(Finding("ok", f"python-rtmidi APIs: {', '.join(apis) or 'none'}"))
+    if "alsa" in apis:
+        if alsa_usable():
+            out.append(Finding("ok", "ALSA sequencer /dev/snd/seq is usable"))
+        elif os.path.exists("/dev/snd/seq"):
+            out.append(Finding("warn", "ALSA sequencer exists but is not accessible",
+                               "add yourself to the audio group: sudo usermod -aG audio $USER"))
+        else:
+            out.append(Finding("warn", "no ALSA sequencer (/dev/snd/seq)",
+                               "sudo modprobe snd-seq, or use JACK"))
+    info = jack.server_info()
+    if info is None:
+        out.append(Finding("warn", f"no JACK server running (server {jack.server_name()!r})",
+                           "fine with ALSA; otherwise start JACK/PipeWire, or run with --headless"))
+    else:
+        ms = info.period_ns / 1e6
+        level = "warn" if info.buffer_frames > JACK_BUFFER_WARN_FRAMES else "ok"
+        fix = ("lower the buffer: jack_bufsize 128, or for PipeWire "
+               "pw-metadata -n settings 0 clock.force-quantum 128") if level == "warn" else ""
+        out.append(Finding(level, f"JACK server: {info.buffer_frames} frames at {info.sample_rate} Hz "
+                                  f"= {ms:.2f} ms per cycle (MIDI is placed to within one cycle)", fix))
+    usable = ("alsa" in apis and alsa_usable()) or info is not None or "coremidi" in apis
+    if not usable:
+        out.append(Finding("fail", "no usable MIDI backend for `genie run`",
+                           "load snd-seq, start a JACK server, or use `genie run --headless`"))
+    return out
+
+
+def _card_licence(card: Path) -> str:
+    """The card's ``Licence: ...`` line (every model card states one)."""
+    m = re.search(r"^\W*licen[cs]e\W*:\s*(.+)$", card.read_text(errors="replace"),
+                  re.IGNORECASE | re.MULTILINE)
+    return m.group(1).strip() if m else "NOT STATED"
+
+
+def check_processors() -> list[Finding]:
+    out = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            spec = importlib.util.find_spec(ep.module)
+        except (ImportError, ValueError) as exc:
+            out.append(Finding("fail", f"processor {ep.name}: module {ep.module} not found ({exc})",
+                               "reinstall the package that provides it"))
+            continue
+        if spec is None or spec.origin is None:
+            out.append(Finding("fail", f"processor {ep.name}: module {ep.module} not found"))
+            continue
+        weights = Path(spec.origin).parent / "weights"
+        if not weights.is_dir():
+            out.append(Finding("ok", f"processor {ep.name}: no model files"))
+            continue
+        artefacts = [p for p in sorted(weights.iterdir()) if p.suffix not in (".md",) and p.is_file()]
+        mine = [p for p in artefacts if p.name.startswith(ep.name)]
+        cards = [c for c in sorted(weights.glob("*.md")) if c.name.startswith(ep.name)]
+        if not mine:
+            out.append(Finding("ok", f"processor {ep.name}: no model files"))
+            continue
+        for card in cards:
+            licence = _card_licence(card)
+            out.append(Finding("ok" if licence != "NOT STATED" else "warn",
+                               f"processor {ep.name}: {', '.join(p.name for p in mine)} "
+                               f"(model card {card.name}; licence: {licence})"))
+        if not cards:
+            out.append(Finding("warn", f"processor {ep.name}: model files without a model card",
+                               f"add {weights}/{ep.name}.md"))
+        for art in mine:
+            if art.stat().st_size == 0:
+                out.append(Finding("fail", f"processor {ep.name}: {art} is empty", "reinstall"))
+    return out
+
+
+def check_permissions() -> list[Finding]:
+    soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+    if soft > 0:
+        return [Finding("ok", f"real-time priority allowed (rtprio {soft}); Genie does not need it")]
+    return [Finding("ok", "no real-time priority (not required; JACK's own threads may want it: "
+                          "add yourself to the audio group)")]
+
+
+@click.command()
+@click.pass_obj
+def doctor(state) -> None:
+    """Check MIDI backends, JACK buffer size, model files and licences, permissions."""
+    findings: list[Finding] = []
+    try:
+        cfg = state.config
+        findings.append(Finding("ok", f"config: {cfg.path}"))
+        api = cfg.midi.api
+    except Exception as exc:  # doctor reports a bad config instead of stopping at it
+        findings.append(Finding("fail", f"{exc}", "fix the config file"))
+        api = "auto"
+    findings += check_midi(api) + check_processors() + check_permissions()
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    for f in findings:
+        click.echo(f"[{marks[f.level]}] {f.what}")
+        if f.fix:
+            click.echo(f"       fix: {f.fix}")
+    failed = sum(f.level == "fail" for f in findings)
+    if failed:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,69 @@
+"""Layering rules from DESIGN.md, checked on the source."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_PACKAGES = {"pianogenie", "drumvae", "musiclm"}
+FORBIDDEN_FOR_MODELS = {"daemon.engine", "daemon.cli", "daemon.io", "daemon.commands",
+                        "daemon.core", "daemon.session"}
+
+
+def imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_daemon_never_imports_a_model_package():
+    for path in (ROOT / "daemon").rglob("*.py"):
+        bad = {n for n in imports_of(path) if n.split(".")[0] in MODEL_PACKAGES}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_model_packages_import_only_the_processor_contract_and_runtime():
+    for pkg in MODEL_PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            bad = {n for n in imports_of(path)
+                   if any(n == f or n.startswith(f + ".") for f in FORBIDDEN_FOR_MODELS)}
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_daemon_prints_nothing_outside_the_cli():
+    for path in (ROOT / "daemon").rglob("*.py"):
+        if "commands" in path.parts or path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                raise AssertionError(f"print() in {path.relative_to(ROOT)}:{node.lineno}")
+
+
+def test_no_bare_except_in_daemon():
+    for path in (ROOT / "daemon").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler):
+                assert node.type is not None, f"bare except in {path}:{node.lineno}"
+
+
+def _modules_after(argv: list[str]) -> set[str]:
+    code = ("import sys\nfrom daemon.cli import main\nsys.argv = ['genie', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('MODULES:' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'pianogenie', 'drumvae', 'musiclm'))), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                       timeout=120, env={"JACK_NO_START_SERVER": "1", "PATH": "/usr/bin:/bin",
+                                         "HOME": str(ROOT)})
+    marker = [line for line in r.stderr.splitlines() if line.startswith("MODULES:")]
+    assert marker, r.stderr
+    return {m for m in marker[-1][len("MODULES:"):].split(",") if m}
+
+
+def test_help_ports_and_doctor_do_not_import_torch():
+    for argv in (["--help"], ["ports"], ["doctor"], ["run", "--help"]):
+        assert _modules_after(argv) == set(), argv

@@ -1,0 +1,90 @@
+"""Configuration: defaults, validation, and one-line errors naming file and key (exit code 2)."""
+
+import pytest
+from click.testing import CliRunner
+
+from daemon.cli import cli, main
+from daemon.config import ConfigError, load_config, parse_config
+
+
+def test_every_key_has_a_default(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    cfg = load_config(str(path))
+    assert cfg.midi.input_port == "Genie in"
+    assert cfg.processors[0].output == "Genie out"
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[midi]\napi = 'oss'\n", "midi.api"),
+    ("[midi]\nbogus = 1\n", "midi.bogus"),
+    ("[[processor]]\nname = 'thru'\nout_channel = 'x'\n", "processor[0].out_channel"),
+    ("[[processor]]\nname = 'thru'\nout_channel = 17\n", "processor[0].out_channel"),
+    ("[[processor]]\nname = 'thru'\n[[processor]]\nname = 'thru'\n", "processor[1].label"),
+    ("[engine]\npanic_buttons = [9]\n", "engine.panic_buttons"),
+    ("[keyboard]\nenabled = true\n", "keyboard.enabled"),
+    ("wat = 3\n", "wat"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, key):
+    path = tmp_path / "genie.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    msg = str(err.value)
+    assert str(path) in msg and key in msg and "\n" not in msg
+
+
+def test_invalid_toml_is_one_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[midi\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(str(path))
+
+
+def _run_main(monkeypatch, capsys, argv):
+    monkeypatch.setattr("sys.argv", ["genie", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "genie.toml"
+    path.write_text("[midi]\nbogus = 1\n")
+    code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "run"])
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "genie: error: config" in err and "midi.bogus" in err
+
+
+def test_cli_missing_config_file(tmp_path, monkeypatch, capsys):
+    code, err = _run_main(monkeypatch, capsys, ["--config", str(tmp_path / "nope.toml"), "run"])
+    assert code == 2 and "file not found" in err
+
+
+def test_unknown_processor_is_one_line(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "genie.toml"
+    path.write_text("[[processor]]\nname = 'nosuch'\n[midi]\napi = 'jack'\n")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "genie-none-running")
+    code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "play", "x.mid",
+                                                "--out", str(tmp_path / "o.mid")])
+    assert code != 0 and err.strip().count("\n") == 0
+
+
+def test_help_lists_every_command():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in ("run", "ports", "play", "panic", "recover", "doctor", "train", "bench"):
+        assert name in result.output
+
+
+def test_xdg_config_is_found(tmp_path, monkeypatch):
+    (tmp_path / "genie").mkdir()
+    (tmp_path / "genie" / "config.toml").write_text("[midi]\nclient_name = 'Stage'\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert load_config(None).midi.client_name == "Stage"
+
+
+def test_processor_options_pass_through_as_a_table():
+    cfg = parse_config({"processor": [{"name": "markov", "options": {"temperature": 0.5}}]})
+    assert cfg.processors[0].options == {"temperature": 0.5}
