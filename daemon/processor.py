@@ -115,6 +115,18 @@ def load(name: str) -> type:
     return cls
 
 
+def model_cards(module_dir: Path, name: str) -> dict[Path, str]:
+    """Model cards ``weights/<name>*.md`` beside a processor's module, with their licence lines."""
+    import re
+
+    cards = {}
+    for card in sorted((module_dir / "weights").glob(f"{name}*.md")):
+        m = re.search(r"^\W*licen[cs]e\W*:\s*(.+)$", card.read_text(errors="replace"),
+                      re.IGNORECASE | re.MULTILINE)
+        cards[card] = m.group(1).strip() if m else "NOT STATED"
+    return cards
+
+
 def package_file(cls: type, relative: str) -> Path:
     """Path of a file shipped beside a processor's module (e.g. ``weights/model.pt``)."""
     import sys

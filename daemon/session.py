@@ -11,7 +11,7 @@ from collections.abc import Callable
 from daemon.config import Config
 from daemon.core import Slot
 from daemon.events import now_ns as clock_now
-from daemon.processor import Context, ProcessorError, load
+from daemon.processor import Context, ProcessorError, load, model_cards, package_file
 
 log = logging.getLogger("genie.session")
 
@@ -36,5 +36,9 @@ def build_slots(cfg: Config, submit_for: SubmitFactory | None = None,
             raise ProcessorError(f"processor {pcfg.label!r} failed to start: {exc}") from None
         log.info("processor %s (%s) loaded: output %r channel %d", pcfg.label, pcfg.name,
                  pcfg.output, pcfg.out_channel)
+        module_dir = package_file(cls, ".")
+        for card, licence in model_cards(module_dir, pcfg.name).items():
+            log.info("processor %s: model card %s; weights licence: %s", pcfg.label, card.name,
+                     licence)
         slots.append(Slot(pcfg, proc))
     return slots

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import resource
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from daemon.processor import ENTRY_POINT_GROUP
+from daemon.processor import ENTRY_POINT_GROUP, model_cards
 
 JACK_BUFFER_WARN_FRAMES = 256
 
@@ -65,13 +64,6 @@ def check_midi(api_setting: str) -> list[Finding]:
     return out
 
 
-def _card_licence(card: Path) -> str:
-    """The card's ``Licence: ...`` line (every model card states one)."""
-    m = re.search(r"^\W*licen[cs]e\W*:\s*(.+)$", card.read_text(errors="replace"),
-                  re.IGNORECASE | re.MULTILINE)
-    return m.group(1).strip() if m else "NOT STATED"
-
-
 def check_processors() -> list[Finding]:
     out = []
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -90,12 +82,11 @@ def check_processors() -> list[Finding]:
             continue
         artefacts = [p for p in sorted(weights.iterdir()) if p.suffix not in (".md",) and p.is_file()]
         mine = [p for p in artefacts if p.name.startswith(ep.name)]
-        cards = [c for c in sorted(weights.glob("*.md")) if c.name.startswith(ep.name)]
+        cards = model_cards(weights.parent, ep.name)
         if not mine:
             out.append(Finding("ok", f"processor {ep.name}: no model files"))
             continue
-        for card in cards:
-            licence = _card_licence(card)
+        for card, licence in cards.items():
             out.append(Finding("ok" if licence != "NOT STATED" else "warn",
                                f"processor {ep.name}: {', '.join(p.name for p in mine)} "
                                f"(model card {card.name}; licence: {licence})"))

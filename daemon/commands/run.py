@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from daemon.cli import UserError
 from daemon.config import Config, ProcessorConfig
 from daemon.io.midi import API_NAMES, MidiInput, MidiOutput, PortError, choose_api
 
@@ -92,10 +93,25 @@ def _pick_api(cfg: Config, headless: bool, stack: ExitStack) -> str:
             raise
     from daemon.io.jack import DummyServer
 
-    server = DummyServer(name=f"{cfg.midi.client_name.lower()}-headless").start()
+    server = DummyServer(name=f"{cfg.midi.client_name.lower()}-headless")
     stack.callback(server.stop)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise UserError(f"--headless: {exc}") from None
     log.info("no MIDI backend found: started a private JACK dummy server %r", server.name)
     return "jack"
+
+
+def _close_recorder(recorder) -> None:
+    try:
+        stats = recorder.close()
+    except OSError as exc:
+        log.error("could not write the recording (%s); its journal is kept: run `genie recover`",
+                  exc)
+        return
+    if stats is not None:
+        log.info("recording written: %s", stats)
 
 
 def _send_ahead_ms(cfg: Config, api: str) -> float:
@@ -141,9 +157,12 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
     if cfg.record.path:
         from daemon.io.recorder import Recorder
 
-        recorder = Recorder(Path(cfg.record.path), cfg.record.flush_interval_s)
+        try:
+            recorder = Recorder(Path(cfg.record.path), cfg.record.flush_interval_s)
+        except OSError as exc:
+            raise UserError(f"--record: {exc}") from None
         recorder.start()
-        stack.callback(recorder.close)
+        stack.callback(_close_recorder, recorder)
 
     engine = Engine(cfg, slots, inputs, outputs, recorder.record if recorder else None)
     engine_ref.append(engine)

@@ -1,0 +1,5 @@
+"""Music Transformer continuation (Huang et al. 2018): not implemented yet.
+
+Planned layout, as in every model package: data.py, model.py, train.py, evaluate.py, export.py,
+processor.py and weights/ with a model card.
+"""
