@@ -80,6 +80,10 @@ class Config:
     record: RecordConfig = field(default_factory=RecordConfig)
     processors: list[ProcessorConfig] = field(default_factory=lambda: [ProcessorConfig()])
 
+    def __post_init__(self) -> None:
+        for p in self.processors:
+            p.label = p.label or p.name
+
     def outputs(self) -> list[str]:
         return sorted({p.output for p in self.processors})
 

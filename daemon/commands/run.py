@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -184,8 +183,11 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
         keyboard = TerminalKeyboard(engine.post, engine.request_stop, cfg.keyboard.keys,
                                     cfg.keyboard.gate_ms, cfg.keyboard.quit_key)
 
-    gc.collect()
-    gc.freeze()  # start-up objects are never collected again: shorter GC pauses while playing
+    from daemon import runtime
+
+    if "torch" in sys.modules:  # a processor loaded a model: one intra-op thread, no oversubscription
+        runtime.configure_threads()
+    runtime.freeze_gc()  # start-up objects are never collected again: shorter GC pauses
     engine.start()
     if keyboard:
         keyboard.start()

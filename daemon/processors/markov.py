@@ -29,8 +29,8 @@ class MarkovProcessor(BaseProcessor):
         "temperature": 1.0,  # <1 plays the likeliest notes, >1 wanders; 0 always the likeliest
         "velocity": 100,  # for buttons without a velocity (keyboard, gamepad)
         "start_pitch": 60,  # the note before the first press (middle C)
-        "low": 21,  # lowest pitch played (A0)
-        "high": 108,  # highest pitch played (C8)
+        "low": 55,  # lowest pitch played (G3): the training melodies span 55-88, and outside
+        "high": 88,  # that range the model has seen nothing, so it would only wander (E6)
     }
     model_files: ClassVar[tuple[str, ...]] = ("weights/markov.json",)
 
