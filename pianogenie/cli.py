@@ -1,0 +1,122 @@
+"""Piano Genie's commands for the ``genie`` CLI: ``train pianogenie``, ``eval pianogenie``,
+``buttons FILE.mid`` (and ``export pianogenie``).
+
+The daemon finds them through the ``genie.commands`` entry-point group, so it never imports this
+package; each also runs alone (``python -m pianogenie.train ...``). torch is imported inside the
+command functions, so listing commands stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_RUN = Path("runs") / "pianogenie"
+
+
+def _logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.command("pianogenie")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Run folder for checkpoints, history and loss.png [default: runs/pianogenie/model, "
+                   "or runs/pianogenie/baseline with --baseline]. An existing ckpt.pt there is resumed.")
+@click.option("--baseline", is_flag=True, help="Train the paper's baseline: the decoder with no buttons.")
+@click.option("--steps", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Stop at this step.")
+@click.option("--max-minutes", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Stop after this much wall time (0: no limit); a checkpoint is written first.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="torch threads per process.")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Datasets root holding asap-maestro-subset [default: $GENIE_DATASETS or ../shared/datasets].")
+@click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Cache for the prepared notes [default: $XDG_CACHE_HOME/genie/pianogenie].")
+def train_cmd(out, baseline, steps, max_minutes, batch_size, lr, seed, ckpt_every, threads, data, cache):
+    """Train Piano Genie on MAESTRO (ASAP subset); resumes exactly from the run folder."""
+    _logging()
+    from pianogenie.model import PianoGenieConfig
+    from pianogenie.train import TrainConfig, checkpoint_path, load_checkpoint, train
+
+    out = out or DEFAULT_RUN / ("baseline" if baseline else "model")
+    if checkpoint_path(out).is_file():  # the run's own settings win; only where and how long change
+        cfg = TrainConfig.from_dict(load_checkpoint(checkpoint_path(out))["config"])
+        cfg.out_dir, cfg.steps, cfg.max_minutes, cfg.threads = str(out), steps, max_minutes, threads
+    else:
+        cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8),
+                          steps=steps, batch_size=batch_size, lr=lr, seed=seed, ckpt_every=ckpt_every,
+                          eval_every=ckpt_every, threads=threads, max_minutes=max_minutes,
+                          data_dir=str(data or ""), cache_dir=str(cache or ""))
+    ckpt = train(cfg)
+    click.echo(f"pianogenie: step {ckpt['step']}, best validation CE {ckpt['best_val']:.4f}, "
+               f"{ckpt['wall_time_s'] / 60:.1f} min; {checkpoint_path(out)}")
+
+
+@click.command("pianogenie")
+@click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_RUN / "model" / "best.pt", show_default=True, help="Piano Genie checkpoint.")
+@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_RUN / "baseline" / "best.pt", show_default=True,
+              help="No-button baseline checkpoint ('' to skip).")
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the player's measure.")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None)
+def eval_cmd(model_path, baseline_path, split, as_json, seed, data, cache):
+    """Perplexity, contour violations, button usage and accuracy on the test split, model and baseline."""
+    _logging()
+    from pianogenie import evaluate
+
+    result = evaluate.run(model_path, baseline_path if str(baseline_path) else None, split=split,
+                          seed=seed, data_dir=data, cache_dir=cache)
+    click.echo(json.dumps(result, indent=1) if as_json else evaluate.format_report(result))
+
+
+@click.command("buttons")
+@click.argument("midi_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Exported encoder [default: the shipped pianogenie/weights/encoder.pt].")
+@click.option("--midi", "midi_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the buttons as MIDI: button b is note 60 + b, at each onset.")
+@click.option("--png", "png_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also draw the buttons under the piano roll (needs matplotlib).")
+def buttons_cmd(midi_file, weights, midi_out, png_out):
+    """Print the 8-button sequence that plays MIDI_FILE (a way to learn a piece on 8 buttons)."""
+    from pianogenie import export
+
+    result = export.buttons_for_file(midi_file, weights)
+    for line in export.format_buttons(result):
+        click.echo(line)
+    if midi_out:
+        export.write_buttons_midi(result, midi_out)
+        click.echo(f"wrote {midi_out}", err=True)
+    if png_out:
+        if not export.plot_buttons(result, png_out):
+            raise click.ClickException("--png needs matplotlib (pip install matplotlib)")
+        click.echo(f"wrote {png_out}", err=True)
+
+
+@click.command("pianogenie")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_RUN / "model" / "best.pt", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for decoder.pt and encoder.pt [default: the shipped pianogenie/weights].")
+def export_cmd(checkpoint, out):
+    """Export a checkpoint's decoder step and encoder as TorchScript for the processor."""
+    from pianogenie import export
+
+    paths = export.export_checkpoint(checkpoint, out)
+    for p in paths:
+        click.echo(f"wrote {p}")

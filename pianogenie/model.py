@@ -1,0 +1,221 @@
+"""Piano Genie: an 8-button interface to the 88 piano keys, learned as a discrete autoencoder.
+
+References:
+1) C. Donahue, I. Simon, S. Dieleman, "Piano Genie", IUI 2019, arXiv:1810.05246 (the method).
+2) C. Donahue's PyTorch re-implementation of the paper, Magenta 2021 (the loss written as here).
+
+A performance is a sequence of notes: key k_i in 0..87 and delta-time d_i (time since the previous
+onset, 33 buckets of 32 ms). The model is an autoencoder whose bottleneck is the button a
+musician would press:
+
+    encoder   (k_i, d_i)_i  --BiLSTM-->  e_i in R             one real number per note
+    IQAE      e_i  -->  b_i = round((clip(e_i) + 1) / 2 * 7)   8 levels, straight-through gradient
+    decoder   (b_i, k_{i-1}, d_i)  --LSTM-->  P(k_i)           a causal language model over keys
+
+At play time only the decoder runs: the musician supplies b_i and, by pressing, d_i. The loss
+is the reconstruction cross-entropy plus two penalties on the encoder's real output e:
+the range penalty keeps e inside [-1, 1], where the quantizer has levels, and the contour
+penalty asks that e move the way the pitch moves, so that higher buttons mean higher notes:
+
+    L = CE(k, decoder) + mean(max(|e| - 1, 0)^2) + mean(max(1 - dk * de, 0)^2)
+
+The paper's baseline is the same decoder with no button input: a plain language model over
+(k_{i-1}, d_i), which the button should beat by a wide margin in perplexity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class PianoGenieConfig:
+    num_keys: int = 88  # A0..C8
+    num_buttons: int = 8  # bottleneck levels; 0 gives the no-button baseline (decoder only)
+    num_dt: int = 33  # delta-time buckets at 31.25 Hz; the last one means ">= 1.024 s"
+    rnn_dim: int = 128  # every dense layer and LSTM has this width, as in the paper
+    rnn_layers: int = 2
+    range_weight: float = 1.0  # the paper weights both penalties 1.0 next to the cross-entropy
+    contour_weight: float = 1.0
+
+    @property
+    def baseline(self) -> bool:
+        return self.num_buttons == 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- encoder ------------------------------------------------------------------------------
+
+
+class Encoder(nn.Module):
+    """(key, delta-time) one-hots -> dense -> bidirectional LSTM -> one real number per note."""
+
+    def __init__(self, cfg: PianoGenieConfig) -> None:
+        super().__init__()
+        self.num_keys, self.num_dt = cfg.num_keys, cfg.num_dt
+        self.input = nn.Linear(cfg.num_keys + cfg.num_dt, cfg.rnn_dim)
+        self.lstm = nn.LSTM(cfg.rnn_dim, cfg.rnn_dim, cfg.rnn_layers, batch_first=True,
+                            bidirectional=True)
+        self.output = nn.Linear(2 * cfg.rnn_dim, 1)
+
+    def forward(self, keys: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([F.one_hot(keys, self.num_keys), F.one_hot(dt, self.num_dt)], -1).float()
+        x = self.input(x)  # [B, T, H]
+        x, _ = self.lstm(x)  # [B, T, 2H]
+        return self.output(x).squeeze(-1)  # [B, T]
+
+
+# ---- IQAE bottleneck ----------------------------------------------------------------------
+
+
+class IntegerQuantizer(nn.Module):
+    """Round a real number in [-1, 1] to one of ``n`` evenly spaced levels (the buttons).
+
+    Forward: the level. Backward: the identity (straight-through), so the encoder learns through
+    the rounding. Values outside [-1, 1] clip to the end buttons; the range penalty pulls them in.
+    """
+
+    def __init__(self, num_levels: int) -> None:
+        super().__init__()
+        self.num_levels = num_levels
+
+    def to_buttons(self, e: torch.Tensor) -> torch.Tensor:
+        x = (e.clamp(-1.0, 1.0) + 1.0) / 2.0 * (self.num_levels - 1)
+        return torch.round(x).long()  # [...] in 0..n-1
+
+    def to_real(self, buttons: torch.Tensor) -> torch.Tensor:
+        return buttons.float() / (self.num_levels - 1) * 2.0 - 1.0
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        q = self.to_real(self.to_buttons(e))
+        return e + (q - e).detach()  # the value of q, the gradient of e
+
+
+# ---- decoder ------------------------------------------------------------------------------
+
+
+class Decoder(nn.Module):
+    """(button level, previous key, delta-time) -> dense -> LSTM -> logits over the 88 keys.
+
+    The previous key of the first note is a start symbol (index ``num_keys``). The button enters
+    as its real level in [-1, 1] (absent in the baseline). ``step`` is one note of ``forward``,
+    with the LSTM state explicit: the function the daemon runs per press.
+    """
+
+    def __init__(self, cfg: PianoGenieConfig) -> None:
+        super().__init__()
+        self.num_keys, self.num_dt = cfg.num_keys, cfg.num_dt
+        self.num_buttons = cfg.num_buttons
+        self.use_button = not cfg.baseline
+        n_in = (cfg.num_keys + 1) + cfg.num_dt + (1 if self.use_button else 0)
+        self.input = nn.Linear(n_in, cfg.rnn_dim)
+        self.lstm = nn.LSTM(cfg.rnn_dim, cfg.rnn_dim, cfg.rnn_layers, batch_first=True)
+        self.output = nn.Linear(cfg.rnn_dim, cfg.num_keys)
+
+    def features(self, level: torch.Tensor, prev_keys: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([F.one_hot(prev_keys, self.num_keys + 1).float(),
+                       F.one_hot(dt, self.num_dt).float()], -1)
+        if self.use_button:
+            x = torch.cat([x, level.unsqueeze(-1)], -1)
+        return self.input(x)
+
+    def forward(self, level: torch.Tensor, keys: torch.Tensor, dt: torch.Tensor,
+                state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Teacher-forced: predicts keys[:, i] from keys[:, :i]. level, keys, dt: [B, T]."""
+        start = torch.full_like(keys[:, :1], self.num_keys)
+        prev_keys = torch.cat([start, keys[:, :-1]], 1)  # [B, T]
+        x = self.features(level, prev_keys, dt)  # [B, T, H]
+        x, state = self.lstm(x, state)  # [B, T, H]
+        return self.output(x), state  # [B, T, 88]
+
+    def step(self, level: torch.Tensor, prev_key: torch.Tensor, dt: torch.Tensor,
+             h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One note for N players at once. level, prev_key, dt: [N]; h, c: [layers, N, H]."""
+        x = self.features(level, prev_key, dt).unsqueeze(1)  # [N, 1, H]
+        x, (h, c) = self.lstm(x, (h, c))
+        return self.output(x[:, 0]), h, c  # [N, 88]
+
+
+# ---- the autoencoder ----------------------------------------------------------------------
+
+
+def range_penalty(e: torch.Tensor) -> torch.Tensor:
+    """mean(max(|e| - 1, 0)^2): zero inside the quantizer's range."""
+    return torch.square(torch.clamp(e.abs() - 1.0, min=0.0)).mean()
+
+
+def contour_penalty(keys: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """mean(max(1 - dk * de, 0)^2) over consecutive notes: e should rise when the pitch rises,
+    by at least 1 / |dk|; where dk = 0 the term is constant (no gradient)."""
+    dk = torch.diff(keys, dim=1).float()  # [B, T-1], semitones
+    de = torch.diff(e, dim=1)  # [B, T-1]
+    return torch.square(torch.clamp(1.0 - dk * de, min=0.0)).mean()
+
+
+class PianoGenie(nn.Module):
+    """Encoder -> IQAE -> decoder; with ``num_buttons = 0``, the decoder alone (the baseline)."""
+
+    def __init__(self, cfg: PianoGenieConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = None if cfg.baseline else Encoder(cfg)
+        self.quantizer = None if cfg.baseline else IntegerQuantizer(cfg.num_buttons)
+        self.decoder = Decoder(cfg)
+
+    @torch.no_grad()
+    def buttons(self, keys: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        """The buttons that play ``keys``: [B, T] in 0..7."""
+        return self.quantizer.to_buttons(self.encoder(keys, dt))
+
+    def forward(self, keys: torch.Tensor, dt: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Autoencode ``keys`` (with their delta-times ``dt``), both [B, T] longs.
+
+        Returns logits [B, T, 88] and, when ``targets`` (normally ``keys``) are given, the loss
+        and its terms. The baseline's loss is the cross-entropy alone.
+        """
+        terms: dict[str, torch.Tensor] = {}
+        if self.encoder is None:
+            level = torch.zeros(keys.shape, dtype=torch.float32, device=keys.device)
+        else:
+            e = self.encoder(keys, dt)  # [B, T]
+            level = self.quantizer(e)  # [B, T], one of 8 values, straight-through
+            if targets is not None:
+                terms["range"] = range_penalty(e)
+                terms["contour"] = contour_penalty(targets, e)
+        logits, _ = self.decoder(level, keys, dt)
+        if targets is None:
+            return logits, None, terms
+        terms["ce"] = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        loss = terms["ce"]
+        if "range" in terms:
+            loss = loss + self.cfg.range_weight * terms["range"] + self.cfg.contour_weight * terms["contour"]
+        return logits, loss, terms
+
+
+@torch.no_grad()
+def sample(decoder: Decoder, buttons: list[int], dt: list[int], num_buttons: int = 8,
+           temperature: float = 0.25, generator: torch.Generator | None = None) -> list[int]:
+    """Play ``buttons`` (with delta-time buckets ``dt``) through the decoder, one note at a time."""
+    layers, hidden = decoder.lstm.num_layers, decoder.lstm.hidden_size
+    h = torch.zeros(layers, 1, hidden)
+    c = torch.zeros(layers, 1, hidden)
+    key = torch.tensor([decoder.num_keys])
+    out = []
+    for b, d in zip(buttons, dt):
+        level = torch.tensor([b / (num_buttons - 1) * 2.0 - 1.0])
+        logits, h, c = decoder.step(level, key, torch.tensor([d]), h, c)
+        if temperature == 0:
+            key = logits.argmax(-1)
+        else:
+            probs = F.softmax(logits / temperature, -1)
+            key = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        out.append(int(key))
+    return out

@@ -1,0 +1,238 @@
+"""Piano Genie data encoding, the model's pieces and its loss, and training (resume, DDP)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pianogenie import data
+from pianogenie.model import (Decoder, IntegerQuantizer, PianoGenie, PianoGenieConfig,
+                              contour_penalty, range_penalty, sample)
+
+TINY = PianoGenieConfig(rnn_dim=16, rnn_layers=2)
+
+
+def synthetic_performances(n: int = 12, notes: int = 300, seed: int = 0) -> data.Performances:
+    """Random-walk 'performances' with splits train/validation/test, no dataset needed."""
+    rng = np.random.default_rng(seed)
+    times, keys, lengths, splits = [], [], [], []
+    for i in range(n):
+        k = np.clip(40 + np.cumsum(rng.integers(-3, 4, notes)), 0, 87)
+        t = np.cumsum(rng.choice([0.0, 0.05, 0.1, 0.25, 0.5, 2.0], notes))
+        times.append(t)
+        keys.append(k.astype(np.int8))
+        lengths.append(notes)
+        splits.append(["train", "train", "validation", "test"][i % 4])
+    return data.Performances(np.concatenate(times), np.concatenate(keys),
+                             np.concatenate([[0], np.cumsum(lengths)]), [f"p{i}" for i in range(n)],
+                             splits, {"split_rule": "synthetic", "counts": {}})
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+
+def test_delta_time_quantization_is_31_25_hz_and_saturates():
+    assert list(data.quantize_dt([0.0, 0.015, 0.017, 0.032, 0.5, 1.024, 1.5, np.inf])) == \
+        [0, 0, 1, 1, 16, 32, 32, 32]
+    assert data.dt_bucket_ns(32_000_000) == 1 and data.dt_bucket_ns(10**10) == 32
+
+
+def test_encode_decode_round_trip():
+    rng = np.random.default_rng(1)
+    dt = rng.integers(0, 33, 200) / data.DT_RATE_HZ  # onsets on the 32 ms grid
+    times = 3.0 + np.cumsum(dt)
+    pitches = rng.integers(21, 109, 200)
+    pitches = pitches[np.lexsort((pitches, times))]  # chords (dt = 0) come low note first
+    keys, buckets = data.encode(times, pitches, first_dt_s=dt[0])
+    t2, p2 = data.decode(keys, buckets, start_s=times[0])
+    np.testing.assert_allclose(t2, times, atol=1e-9)
+    np.testing.assert_array_equal(p2, pitches)
+    assert buckets[0] == round(dt[0] * 31.25)
+
+
+def test_encode_sorts_by_time_then_pitch_and_drops_off_keyboard_notes():
+    keys, dt = data.encode([1.0, 0.5, 0.5, 0.5], [64, 60, 20, 109 - 50])
+    assert list(keys + 21) == [59, 60, 64]  # 20 dropped; chord at 0.5 low first
+    assert list(dt) == [32, 0, 16]
+
+
+def test_split_rule_matches_source_md():
+    assert data.split_of("Bach", "Fugue_bwv_846") in data.SPLITS
+    import hashlib
+    h = int(hashlib.sha1(b"Bach|Fugue_bwv_846").hexdigest(), 16) % 10
+    assert data.split_of("Bach", "Fugue_bwv_846") == {0: "test", 1: "validation"}.get(h, "train")
+
+
+def test_batches_are_a_function_of_seed_and_step_and_augmented_in_range():
+    perf = synthetic_performances().subset("train")
+    s = data.TrainSampler(perf, batch_size=8, seed=3)
+    k1, d1 = s.batch(5)
+    k2, d2 = s.batch(5)
+    np.testing.assert_array_equal(k1, k2)
+    np.testing.assert_array_equal(d1, d2)
+    assert not np.array_equal(k1, s.batch(6)[0])
+    assert k1.shape == (8, 128) and k1.min() >= 0 and k1.max() <= 87
+    assert d1.min() >= 0 and d1.max() <= 32
+
+
+def test_eval_windows_are_non_overlapping_and_unaugmented():
+    perf = synthetic_performances(n=4, notes=300)
+    sub = perf.subset("test")
+    keys, dts = data.eval_windows(sub)
+    assert keys.shape == (2, 128)  # one test performance of 300 notes: 2 windows
+    t, k = sub.piece(0)
+    np.testing.assert_array_equal(keys[1], k[128:256])
+    assert dts[0, 0] == 32  # a piece's first note
+
+
+@pytest.mark.skipif(not (data.datasets_root() / data.DATASET / "metadata.csv").is_file(),
+                    reason="asap-maestro-subset not present")
+def test_real_split_counts_follow_source_md():
+    import csv
+    rows = [r for r in csv.DictReader((data.datasets_root() / data.DATASET / "metadata.csv").open())
+            if r["maestro_midi_performance"]]
+    splits = [data.split_of(r["composer"], r["title"]) for r in rows]
+    assert (splits.count("train"), splits.count("validation"), splits.count("test")) == (404, 59, 56)
+    by_piece = {}
+    for r, s in zip(rows, splits):
+        by_piece.setdefault((r["composer"], r["title"]), set()).add(s)
+    assert all(len(s) == 1 for s in by_piece.values())
+
+
+# ---- model -----------------------------------------------------------------------------------
+
+
+def test_quantizer_levels_and_straight_through_gradient():
+    q = IntegerQuantizer(8)
+    e = torch.tensor([-1.5, -1.0, -0.3, 0.0, 0.2, 0.99, 3.0], requires_grad=True)
+    assert q.to_buttons(e).tolist() == [0, 0, 2, 4, 4, 7, 7]  # 0.0 -> 3.5 rounds to even
+    y = q(e)
+    torch.testing.assert_close(y.detach(), q.to_real(q.to_buttons(e)))
+    levels = q.to_real(torch.arange(8))
+    assert levels[0] == -1 and levels[-1] == 1
+    (y * torch.arange(7.0)).sum().backward()
+    torch.testing.assert_close(e.grad, torch.arange(7.0))  # identity gradient
+
+
+def test_range_penalty_is_zero_inside_and_quadratic_outside():
+    assert range_penalty(torch.tensor([[-1.0, 0.0, 0.5, 1.0]])) == 0
+    assert range_penalty(torch.tensor([[1.5, -3.0]])) == pytest.approx((0.25 + 4.0) / 2)
+
+
+def test_contour_penalty_on_hand_made_cases():
+    keys = torch.tensor([[0, 2, 1, 1]])  # up 2, down 1, same
+    agree = torch.tensor([[0.0, 1.0, 0.0, 0.5]])  # de = +1, -1, +0.5
+    # terms: max(1 - 2*1, 0)^2 = 0; max(1 - (-1)(-1), 0)^2 = 0; dk = 0 -> 1
+    assert contour_penalty(keys, agree) == pytest.approx(1 / 3)
+    disagree = torch.tensor([[0.0, -1.0, 0.0, 0.0]])  # de = -1, +1, 0
+    # (1 + 2)^2 = 9; (1 + 1)^2 = 4; 1
+    assert contour_penalty(keys, disagree) == pytest.approx(14 / 3)
+
+
+def test_loss_is_ce_plus_penalties_and_baseline_is_ce_only():
+    torch.manual_seed(0)
+    keys = torch.randint(0, 88, (3, 20))
+    dt = torch.randint(0, 33, (3, 20))
+    model = PianoGenie(TINY)
+    logits, loss, terms = model(keys, dt, targets=keys)
+    assert logits.shape == (3, 20, 88)
+    torch.testing.assert_close(loss, terms["ce"] + terms["range"] + terms["contour"])
+    base = PianoGenie(PianoGenieConfig(num_buttons=0, rnn_dim=16))
+    _, bloss, bterms = base(keys, dt, targets=keys)
+    assert set(bterms) == {"ce"} and bloss == bterms["ce"]
+    assert model(keys, dt)[1] is None
+
+
+def test_decoder_is_causal_and_step_matches_forward():
+    torch.manual_seed(0)
+    dec = Decoder(TINY).eval()
+    keys = torch.randint(0, 88, (2, 12))
+    dt = torch.randint(0, 33, (2, 12))
+    level = torch.rand(2, 12) * 2 - 1
+    full, _ = dec(level, keys, dt)
+    keys2 = keys.clone()
+    keys2[:, 7:] = 0
+    torch.testing.assert_close(dec(level, keys2, dt)[0][:, :8], full[:, :8])  # sees k_{<i} only
+    h = torch.zeros(2, 2, 16)
+    c = torch.zeros(2, 2, 16)
+    prev = torch.full((2,), 88)
+    for i in range(12):
+        logits, h, c = dec.step(level[:, i], prev, dt[:, i], h, c)
+        torch.testing.assert_close(logits, full[:, i], atol=1e-5, rtol=0)
+        prev = keys[:, i]
+
+
+def test_gradient_reaches_the_encoder_through_the_quantizer():
+    torch.manual_seed(0)
+    model = PianoGenie(TINY)
+    keys = torch.randint(0, 88, (2, 16))
+    _, loss, terms = model(keys, torch.randint(0, 33, (2, 16)), targets=keys)
+    terms["ce"].backward()  # the CE alone: only the straight-through path reaches the encoder
+    assert model.encoder.input.weight.grad.abs().sum() > 0
+
+
+def test_sample_at_temperature_zero_is_deterministic():
+    torch.manual_seed(0)
+    dec = Decoder(TINY).eval()
+    a = sample(dec, [0, 3, 7, 2], [32, 5, 5, 0], temperature=0)
+    assert a == sample(dec, [0, 3, 7, 2], [32, 5, 5, 0], temperature=0)
+    assert all(0 <= k < 88 for k in a)
+
+
+# ---- training --------------------------------------------------------------------------------
+
+
+def tiny_cfg(out: Path, steps: int, **kw):
+    from pianogenie.train import TrainConfig
+    return TrainConfig(out_dir=str(out), model=TINY, steps=steps, batch_size=4, ckpt_every=3,
+                       eval_every=3, eval_windows=4, log_every=1, threads=1, **kw)
+
+
+def test_resume_is_exact(tmp_path):
+    from pianogenie.train import train
+    perf = synthetic_performances()
+    straight = train(tiny_cfg(tmp_path / "a", 6), perf, progress=False)
+    train(tiny_cfg(tmp_path / "b", 3), perf, progress=False)
+    resumed = train(tiny_cfg(tmp_path / "b", 6), perf, progress=False)
+    assert resumed["step"] == straight["step"] == 6
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "ms_per_step"} for h in history]
+    assert strip(resumed["history"]) == strip(straight["history"])
+    assert (tmp_path / "b" / "best.pt").is_file() and (tmp_path / "b" / "history.json").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, result: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    import torch.distributed as dist
+
+    from pianogenie.train import train
+    ckpt = train(tiny_cfg(Path(out), 4), synthetic_performances(), progress=False)
+    if rank == 0:
+        torch.save(ckpt["model"], result)
+    dist.destroy_process_group()
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    from pianogenie.train import train
+    one = train(tiny_cfg(tmp_path / "one", 4), synthetic_performances(), progress=False)["model"]
+    result = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "two"), str(result)), nprocs=2)
+    two = torch.load(result)
+    for k, v in one.items():
+        torch.testing.assert_close(two[k], v, atol=1e-5, rtol=1e-4, msg=k)
