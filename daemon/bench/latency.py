@@ -1,0 +1,465 @@
+"""Round-trip latency through real JACK ports: Genie against the transport and the rtmidi floor.
+
+One private JACK dummy server, one measuring client (``bench probe``) and four targets:
+
+- ``a``: the probe's output wired to its own input: the JACK transport alone;
+- ``b``: ``python -m daemon.bench.thru_client``, a minimal rtmidi client whose input callback sends
+  each message straight back: the floor for a Python program on rtmidi;
+- ``c``: ``genie run -p thru``;
+- ``c_busy``: ``genie run -p thru --stress-worker`` (a worker thread in Genie keeps busy with
+  pure-Python work, holding the GIL).
+
+The thru client and the plain Genie run for the whole benchmark. The busy Genie starts before each
+of its runs and stops after: its worker would otherwise take a CPU core from the other runs. The
+probe is rewired to one target per run, and the runs alternate a b c c' a b c c' ... Each run sends
+notes one at a time until ``n`` echoes came back: wait a random time within one JACK period (so the
+send phase samples the cycle fairly), send, wait for the echo (deadline 1 s, else it counts as
+lost), and record arrival stamp - send stamp, both from ``time.perf_counter_ns``. The echo arrives
+before the next send, so replies never overlap. Note-on and note-off alternate and the pitch steps
+on, so no message repeats within Genie's echo window.
+
+xruns come from the server log, read per run and split by the client blamed
+(``JackEngine::XRun: client = NAME was not finished``); a late dummy-driver cycle names no client
+and counts as ``driver``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import random
+import re
+import statistics
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_NAME = "genie-bench"
+PROBE_NAME = "bench probe"  # measuring client: ports "bench probe play:play", "... listen:listen"
+THRU_NAME = "bench thru"
+TARGET_MS = 0.5  # p99 of (c) may be at most this much above p99 of (b)
+DEADLINE_S = 1.0  # an echo later than this counts as lost
+WARMUP = 20  # untimed round trips after each rewiring
+MAX_LOST_IN_A_ROW = 10  # then the server or the target is stuck: stop
+FIGURES = ("p50", "p99", "max", "jitter")
+JITTER = "standard deviation of the round trip (population)"
+
+TARGETS = (  # key, short name, label
+    ("a", "a", "client -> client (JACK transport)"),
+    ("b", "b", "rtmidi thru client (Python floor)"),
+    ("c", "c", "genie run -p thru"),
+    ("c_busy", "c'", "genie run -p thru, busy worker"),
+)
+LABELS = {key: label for key, _, label in TARGETS}
+SHORT = {key: short for key, short, _ in TARGETS}
+
+
+# ---- statistics (pure) -------------------------------------------------------------------------
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) of sorted values, interpolated linearly (numpy's default)."""
+    if not sorted_values:
+        return math.nan
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    """n, p50, p99, max, jitter (population standard deviation) and mean of the samples."""
+    values = sorted(samples)
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "p50": math.nan, "p99": math.nan, "max": math.nan, "jitter": math.nan,
+                "mean": math.nan}
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / n
+    return {"n": n, "p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": values[-1], "jitter": math.sqrt(var), "mean": mean}
+
+
+def spread(per_repeat: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Max - min of each figure across repeats (0 for one repeat)."""
+    return {k: max(s[k] for s in per_repeat) - min(s[k] for s in per_repeat) for k in FIGURES}
+
+
+# ---- xruns from the server log -----------------------------------------------------------------
+
+_BLAMED = re.compile(r"client = (.+?) was not finished")
+
+
+def classify_xruns(lines: Sequence[str]) -> dict:
+    """Count xrun reports: per client blamed, and ``driver`` for late cycles that blame nobody."""
+    clients: Counter[str] = Counter()
+    driver = 0
+    for line in lines:
+        if "XRun" not in line and "xrun" not in line:
+            continue
+        m = _BLAMED.search(line)
+        if m:
+            clients[m.group(1)] += 1
+        else:
+            driver += 1
+    return {"total": driver + sum(clients.values()), "driver": driver,
+            "clients": dict(sorted(clients.items())),
+            "genie": sum(v for k, v in clients.items() if k.startswith("Genie"))}
+
+
+class ServerLog:
+    """Reads the server log from where it was last read (whole lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def skip(self) -> None:
+        self.read()
+
+    def read(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].decode(errors="replace").splitlines()
+
+
+# ---- the measurement ---------------------------------------------------------------------------
+
+def note_stream() -> Iterator[tuple[int, int, int]]:
+    """Note-on, note-off, next pitch: no message repeats within Genie's echo window."""
+    i = 0
+    while True:
+        pitch = 36 + (i // 2) % 48
+        yield (0x90, pitch, 100) if i % 2 == 0 else (0x80, pitch, 0)
+        i += 1
+
+
+def _key(msg: Sequence[int]) -> tuple[bool, int] | None:
+    """What identifies an echo: note on or off, and the pitch (the channel may change)."""
+    if len(msg) != 3 or msg[0] & 0xF0 not in (0x80, 0x90):
+        return None
+    return (msg[0] & 0xF0 == 0x90 and msg[2] > 0, msg[1])
+
+
+@dataclass
+class RunResult:
+    samples_ns: list[int]
+    lost: int
+    stray: int
+    duration_s: float
+
+
+def measure(probe, n: int, period_s: float, rng: random.Random, notes: Iterator,
+            progress: Callable[[int], None] | None = None,
+            deadline_s: float = DEADLINE_S) -> RunResult:
+    """Round trips one at a time, each after a random wait within one period, until ``n`` came
+    back. A lost note-on is sent again (Genie drops a note-off for a note it never saw); a lost
+    note-off is not."""
+    from daemon.events import now_ns
+
+    get = probe.received.get
+    samples: list[int] = []
+    lost = stray = in_a_row = 0
+    deadline_ns = int(deadline_s * 1e9)
+    started = time.monotonic()
+    msg = None
+    while len(samples) < n:
+        if msg is None:
+            msg = next(notes)
+        key = _key(msg)
+        time.sleep(rng.uniform(0.0, period_s))
+        t0 = probe.send(msg)
+        while True:
+            left = (t0 + deadline_ns - now_ns()) / 1e9
+            try:
+                if left <= 0:
+                    raise queue.Empty
+                t, got = get(timeout=left)
+            except queue.Empty:
+                lost += 1
+                in_a_row += 1
+                if in_a_row >= MAX_LOST_IN_A_ROW:
+                    raise RuntimeError(f"{in_a_row} echoes in a row did not come back "
+                                       "(the JACK server or the target is stuck)") from None
+                if not key[0]:
+                    msg = None
+                break
+            if _key(got) == key:
+                samples.append(t - t0)
+                in_a_row = 0
+                msg = None
+                # after the echo, before the next send: outside any round trip
+                if progress is not None and len(samples) % 50 == 0:
+                    progress(50)
+                break
+            stray += 1  # a late echo, or the note-off of a re-triggered note
+    if progress is not None and n % 50:
+        progress(n % 50)
+    return RunResult(samples, lost, stray, time.monotonic() - started)
+
+
+def _drain(q: queue.Queue) -> None:
+    with contextlib.suppress(queue.Empty):
+        while True:
+            q.get_nowait()
+
+
+def jack_connect(src: str, dst: str, connect: bool = True) -> None:
+    tool = "jack_connect" if connect else "jack_disconnect"
+    done = subprocess.run([tool, src, dst], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} {src!r} {dst!r} failed: "
+                           f"{(done.stderr or done.stdout).strip()}")
+
+
+@dataclass
+class Target:
+    key: str
+    wires: list[tuple[str, str]]  # (output port, input port) connected for its runs
+    start: Callable[[], None] | None = None  # started before each run, stopped after
+    stop: Callable[[], None] | None = None
+
+
+class ThruClient:
+    """``python -m daemon.bench.thru_client`` as a child process."""
+
+    def __init__(self, name: str = THRU_NAME) -> None:
+        from daemon.bench.thru_client import READY_MARK
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon.bench.thru_client", "--name", name],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                if READY_MARK in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, name="bench-thru-log", daemon=True).start()
+        if not ready.wait(30) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("the thru client did not start:\n" + "\n".join(self.lines))
+        self.play_into = f"{name} in:in"
+        self.listen_to = f"{name} out:out"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _genie(workdir: Path, name: str, client: str, in_port: str, out_port: str,
+           busy: bool):
+    """A ``genie run -p thru`` on JACK with its own names (and its own pidfile)."""
+    from daemon.io.loopback import GenieProcess
+
+    config = workdir / f"{name}.toml"
+    config.write_text(f'[midi]\napi = "jack"\nclient_name = "{client}"\n'
+                      f'input_port = "{in_port}"\n\n[keyboard]\nenabled = "off"\n')
+    args = ["-p", "thru", "--api", "jack", "-o", out_port]
+    if busy:
+        args.append("--stress-worker")
+    return GenieProcess(args, config=str(config))
+
+
+def _server(period: int, rate: int, realtime: bool):
+    """The benchmark's DummyServer; ``realtime`` runs ``jackd -R`` (needs rtprio rights).
+
+    ``DummyServer`` always starts ``--no-realtime``; on a loaded machine the server's and the
+    clients' threads then queue behind every other process, and the figures measure that queue.
+    Until ``DummyServer`` takes a ``realtime`` field, this subclass starts the server itself.
+    """
+    from daemon.io.jack import DummyServer, jackd_available, server_info
+
+    class BenchServer(DummyServer):
+        def _spawn(self) -> None:
+            if not realtime:
+                return super()._spawn()
+            if not jackd_available():
+                raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+            if server_info(self.name) is not None:
+                raise RuntimeError(f"a JACK server named {self.name!r} is already running "
+                                   "(left over from an earlier run?); stop it first")
+            self._log = open(self.log_path, "w")
+            self.proc = subprocess.Popen(
+                ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate),
+                 "-p", str(self.period)],
+                stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env()},
+                start_new_session=True)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"jackd -R exited at start (code {self.proc.returncode}); "
+                                       f"see {self.log_path}")
+                if server_info(self.name) is not None:
+                    return
+                time.sleep(0.05)
+            raise RuntimeError(f"jackd did not come up in 10 s; see {self.log_path}")
+
+    return BenchServer(name=SERVER_NAME, period=period, rate=rate,
+                       log_path=Path(tempfile.gettempdir()) / f"{SERVER_NAME}-jackd.log")
+
+
+def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int = 3,
+                seed: int = 0, realtime: bool = False,
+                progress: Callable[[int], None] | None = None,
+                status: Callable[[str], None] | None = None) -> dict:
+    """Run the whole benchmark on a private JACK server; returns the figures as a plain dict."""
+    from daemon.io.jack import server_info
+    from daemon.io.loopback import PortClient
+
+    say = status or (lambda msg: None)
+    saved_env = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    runs: dict[str, list[dict]] = {key: [] for key in LABELS}
+    samples_ms: dict[str, list[float]] = {key: [] for key in LABELS}
+    between = []
+    with tempfile.TemporaryDirectory(prefix="genie-bench-") as tmp, contextlib.ExitStack() as stack:
+        stack.callback(_restore_env, saved_env)
+        server = _server(period, rate, realtime)
+        say(f"starting JACK dummy server {SERVER_NAME!r} ({period} frames at {rate} Hz)")
+        server.start()  # also points this process (and its children) at the server
+        stack.callback(server.stop)
+        info = server_info(SERVER_NAME)
+        period_s = info.buffer_frames / info.sample_rate if info else period / rate
+        log = ServerLog(server.log_path)
+
+        say("starting the targets")
+        thru = ThruClient()
+        stack.callback(thru.stop)
+        genie = _genie(Path(tmp), "c", "Genie bench", "Genie in", "Genie out", busy=False).start()
+        stack.callback(genie.stop)
+        busy = _genie(Path(tmp), "c_busy", "Genie bench busy", "Genie busy in", "Genie busy out",
+                      busy=True)
+        probe = PortClient(PROBE_NAME, target_in=None, target_out=None)
+        stack.callback(probe.close)
+        stack.callback(busy.stop)
+        play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
+        targets = [
+            Target("a", [(play, listen)]),  # nothing between
+            Target("b", [(play, thru.play_into), (thru.listen_to, listen)]),
+            Target("c", [(play, "Genie in:Genie in"), ("Genie out:Genie out", listen)]),
+            Target("c_busy", [(play, "Genie busy in:Genie busy in"),
+                              ("Genie busy out:Genie busy out", listen)],
+                   start=busy.start, stop=busy.stop),
+        ]
+
+        rng = random.Random(seed)
+        notes = note_stream()
+        between.extend(log.read())
+        for repeat in range(repeats):
+            for t in targets:
+                name = f"{SHORT[t.key]} ({LABELS[t.key]})"
+                say(f"repeat {repeat + 1}/{repeats}: {name}")
+                if t.start:
+                    t.start()
+                try:
+                    for src, dst in t.wires:
+                        jack_connect(src, dst)
+                    _drain(probe.received)
+                    try:
+                        measure(probe, WARMUP, period_s, rng, notes)  # raises when stuck
+                        between.extend(log.read())
+                        result = measure(probe, n, period_s, rng, notes, progress)
+                    except RuntimeError as exc:
+                        raise RuntimeError(f"run {repeat + 1} of {name}: {exc}; "
+                                           f"see {server.log_path}") from None
+                    xruns = classify_xruns(log.read())
+                finally:
+                    for src, dst in t.wires:
+                        with contextlib.suppress(RuntimeError, OSError, subprocess.SubprocessError):
+                            jack_connect(src, dst, connect=False)
+                    if t.stop:
+                        t.stop()
+                ms = [s / 1e6 for s in result.samples_ns]
+                samples_ms[t.key].extend(ms)
+                runs[t.key].append({"repeat": repeat + 1, **summarize(ms), "lost": result.lost,
+                                    "stray": result.stray,
+                                    "duration_s": round(result.duration_s, 3), "xruns": xruns})
+                between.extend(log.read())
+        between.extend(log.read())
+    return report(runs, samples_ms, classify_xruns(between), n=n, repeats=repeats, seed=seed,
+                  server={"name": SERVER_NAME,
+                          "period_frames": info.buffer_frames if info else period,
+                          "rate": info.sample_rate if info else rate,
+                          "period_ms": period_s * 1e3, "realtime": realtime})
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], between: dict, *,
+           n: int, repeats: int, seed: int, server: dict) -> dict:
+    """Pool the runs into the benchmark's figures and verdict (pure: unit-testable)."""
+    targets = {}
+    for key in runs:
+        per_run = runs[key]
+        targets[key] = {
+            "name": SHORT[key],
+            "label": LABELS[key],
+            **summarize(samples_ms[key]),
+            "lost": sum(r["lost"] for r in per_run),
+            "spread": spread(per_run) if per_run else {k: math.nan for k in FIGURES},
+            "xruns_per_run": [r["xruns"]["total"] for r in per_run],
+            "genie_xruns_per_run": [r["xruns"]["genie"] for r in per_run],
+            "runs": per_run,
+        }
+
+    def versus_b(key: str) -> dict:
+        # Each repeat's run sits next to its (b) run in time, so the pair shares the machine's
+        # load; the median of the paired differences shrugs off one disturbed repeat.
+        pairs = list(zip(runs[key], runs["b"]))
+        p99 = [r["p99"] - b["p99"] for r, b in pairs]
+        xruns = [r["xruns"]["total"] - b["xruns"]["total"] for r, b in pairs]
+        return {"p99": statistics.median(p99) if p99 else math.nan,
+                "p99_per_repeat": p99,
+                "p99_pooled": targets[key]["p99"] - targets["b"]["p99"],
+                "extra_xruns": statistics.median(xruns) if xruns else math.nan,
+                "extra_xruns_per_repeat": xruns}
+
+    vs_b = {key: versus_b(key) for key in ("c", "c_busy")}
+    latency_ok = all(v["p99"] <= TARGET_MS for v in vs_b.values())
+    xruns_ok = all(v["extra_xruns"] <= 0 for v in vs_b.values())
+    return {
+        "benchmark": "latency",
+        "units": "ms",
+        "jitter": JITTER,
+        "spread": "max - min of each figure across repeats",
+        "minus_b_is": "median over repeats of (run - its repeat's b run); p99_pooled: all samples",
+        "server": server,
+        "n": n,
+        "repeats": repeats,
+        "seed": seed,
+        "order": [key for key in runs],
+        "targets": targets,
+        "minus_b": vs_b,
+        "xruns_between_runs": between,
+        "target_ms": TARGET_MS,
+        "verdict": {"latency": latency_ok, "xruns": xruns_ok, "pass": latency_ok and xruns_ok},
+    }

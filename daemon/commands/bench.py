@@ -1,0 +1,148 @@
+"""``genie bench``: measurements on real ports. Each subcommand takes ``--json`` and then prints
+one JSON object with its figures on stdout (progress and logs go to stderr)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+
+import click
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON object with the figures instead of a table.")(fn)
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks on real MIDI ports (a private JACK dummy server); each takes --json."""
+
+
+@bench.command()
+@click.option("--period", default=64, show_default=True, type=click.IntRange(16, 4096),
+              help="JACK period in frames (64 at 48 kHz = 1.33 ms).")
+@click.option("--rate", default=48000, show_default=True, type=click.IntRange(8000, 192000),
+              help="Sample rate of the dummy server.")
+@click.option("-n", "--count", "n", default=2000, show_default=True, type=click.IntRange(1),
+              help="Round trips per run.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="Times the alternation a b c c' is repeated.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the random waits that vary the send phase.")
+@click.option("--realtime/--no-realtime", default=False, show_default=True,
+              help="Run jackd -R (real-time threads; needs rtprio rights). On a loaded machine "
+                   "a server without them measures the machine's load more than the clients.")
+@json_option
+def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: bool,
+            as_json: bool) -> None:
+    """Round-trip latency: transport (a), rtmidi thru client (b), genie run (c), busy worker (c').
+
+    One JACK dummy server ("genie-bench"); runs alternate a b c c' a b c c' ..., n round trips
+    each. Prints p50, p99, max and jitter (standard deviation) in ms, their spread across the
+    repeats (max - min), xruns per run, and (c) - (b) at p99 against the 0.5 ms target. The exit
+    code is 0 whether or not the target is met: the verdict is printed.
+    """
+    from daemon.bench.latency import run_latency
+    from daemon.io.jack import jackd_available
+
+    if not jackd_available():
+        raise click.ClickException("jackd is not installed (apt-get install jackd2)")
+    total = 4 * n * repeats
+    with _stdout_to_stderr():  # whatever libjack or a child prints, stdout stays the result's
+        if as_json:
+            result = _run(run_latency, period, rate, n, repeats, seed, realtime, None, None)
+        else:
+            with click.progressbar(length=total, label="genie bench latency", file=sys.stderr,
+                                   show_pos=True, width=24) as bar:
+                def status(msg: str) -> None:
+                    bar.label = msg
+
+                result = _run(run_latency, period, rate, n, repeats, seed, realtime, bar.update,
+                              status)
+    if as_json:
+        click.echo(json.dumps(_clean(result), indent=1))
+    else:
+        click.echo(format_latency(result))
+
+
+def _run(fn, period, rate, n, repeats, seed, realtime, progress, status) -> dict:
+    try:
+        return fn(period=period, rate=rate, n=n, repeats=repeats, seed=seed, realtime=realtime,
+                  progress=progress, status=status)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Point file descriptor 1 at stderr for a while (C libraries and children print there)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _clean(obj):
+    """JSON has no NaN: missing figures become null; floats keep 4 decimals (0.1 us)."""
+    if isinstance(obj, float):
+        return None if not math.isfinite(obj) else round(obj, 4)
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def format_latency(r: dict) -> str:
+    """The human-readable table of ``run_latency``'s result."""
+    s = r["server"]
+    lines = [
+        f"genie bench latency: JACK dummy server {s['name']!r}, {s['period_frames']} frames at "
+        f"{s['rate']} Hz (period {s['period_ms']:.3f} ms"
+        f"{', real-time' if s.get('realtime') else ', not real-time'}); n={r['n']} per run, "
+        f"{r['repeats']} repeat(s), runs alternated "
+        f"{' '.join(t['name'] for t in r['targets'].values())} ...",
+        "round trip in ms, pooled over the repeats; jitter = standard deviation; "
+        "spread = max - min across repeats",
+        "",
+        f"{'':3} {'target':34} {'p50':>6} {'p99':>6} {'max':>6} {'jitter':>6}   "
+        f"{'spread:':>7} {'p50':>5} {'p99':>5} {'max':>5} {'jitter':>6}  {'lost':>4}  "
+        "xruns per run (Genie-blamed)",
+    ]
+    for t in r["targets"].values():
+        sp = t["spread"]
+        xr = " ".join(f"{a}({g})" for a, g in zip(t["xruns_per_run"], t["genie_xruns_per_run"]))
+        lines.append(
+            f"{t['name']:3} {t['label']:34} {t['p50']:6.3f} {t['p99']:6.3f} {t['max']:6.3f} "
+            f"{t['jitter']:6.3f}   {'':7} {sp['p50']:5.3f} {sp['p99']:5.3f} {sp['max']:5.3f} "
+            f"{sp['jitter']:6.3f}  {t['lost']:4d}  {xr}")
+    lines.append("")
+    target = r["target_ms"]
+    lines.append("(x) - (b): median over the repeats of the run minus its repeat's (b) run")
+    for key, v in r["minus_b"].items():
+        name = r["targets"][key]["name"]
+        per = ", ".join(f"{d:+.3f}" for d in v["p99_per_repeat"])
+        ok = "PASS" if v["p99"] <= target else "FAIL"
+        lines.append(f"({name}) - (b) at p99: {v['p99']:+.3f} ms (repeats {per}; pooled "
+                     f"{v['p99_pooled']:+.3f}); target <= {target:.1f} ms: {ok}")
+    for key, v in r["minus_b"].items():
+        name = r["targets"][key]["name"]
+        per = ", ".join(f"{d:+d}" for d in v["extra_xruns_per_repeat"])
+        ok = "PASS" if v["extra_xruns"] <= 0 else "FAIL"
+        lines.append(f"extra xruns ({name}) - (b): {v['extra_xruns']:+g} (repeats {per}); "
+                     f"target 0: {ok}")
+    between = r["xruns_between_runs"]
+    lines.append(f"xruns between runs (starting, stopping, rewiring): {between['total']}")
+    v = r["verdict"]
+    lines.append(f"verdict: {'PASS' if v['pass'] else 'FAIL'} (latency "
+                 f"{'PASS' if v['latency'] else 'FAIL'}, xruns {'PASS' if v['xruns'] else 'FAIL'})")
+    return "\n".join(lines)
