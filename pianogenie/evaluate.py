@@ -1,0 +1,173 @@
+"""The paper's measures of Piano Genie, for the model and the no-button baseline.
+
+On a split (test by default): every non-overlapping 128-note window of every performance, no
+augmentation. For the model, the buttons are the encoder's (quantized), as in the paper:
+
+- perplexity: exp of the mean cross-entropy of the decoder over all notes;
+- top-1 accuracy: how often the decoder's likeliest key is the played key;
+- contour violations: consecutive pairs where delta-pitch * delta-button < 0, over all pairs;
+- button-usage perplexity: exp of the entropy of how often each of the 8 buttons is used (8 is
+  uniform use; low values mean buttons the musician never needs).
+
+The baseline gets perplexity and accuracy only (it has no buttons). And a player's measure:
+melodies written for this file (in no split), pressed with buttons that follow their contour
+(the melody's pitch range spread over the 8 buttons) and their rhythm, decoded at the live
+temperature: how often the played pitch moves the way the buttons move (up, down; pairs where the
+button repeats are not counted), averaged over several seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pianogenie import data
+from pianogenie.model import PianoGenie, sample
+
+# (name, [(MIDI pitch, beats)], beats per minute). Written here; none is a training piece.
+MELODIES = [
+    ("ode to joy", [(64, 1), (64, 1), (65, 1), (67, 1), (67, 1), (65, 1), (64, 1), (62, 1),
+                    (60, 1), (60, 1), (62, 1), (64, 1), (64, 1.5), (62, .5), (62, 2),
+                    (64, 1), (64, 1), (65, 1), (67, 1), (67, 1), (65, 1), (64, 1), (62, 1),
+                    (60, 1), (60, 1), (62, 1), (64, 1), (62, 1.5), (60, .5), (60, 2)], 120),
+    ("twinkle", [(60, 1), (60, 1), (67, 1), (67, 1), (69, 1), (69, 1), (67, 2),
+                 (65, 1), (65, 1), (64, 1), (64, 1), (62, 1), (62, 1), (60, 2),
+                 (67, 1), (67, 1), (65, 1), (65, 1), (64, 1), (64, 1), (62, 2)], 110),
+    ("scale up and down", [(p, .5) for p in (60, 62, 64, 65, 67, 69, 71, 72, 74, 76, 77, 79)]
+     + [(p, .5) for p in (77, 76, 74, 72, 71, 69, 67, 65, 64, 62, 60)], 100),
+    ("arpeggios", [(p, .5) for p in (48, 52, 55, 60, 64, 67, 72, 67, 64, 60, 55, 52,
+                                     53, 57, 60, 65, 69, 72, 77, 72, 69, 65, 60, 57,
+                                     55, 59, 62, 67, 71, 74, 79, 74, 71, 67, 62, 59, 48)], 90),
+    ("frere jacques", [(60, 1), (62, 1), (64, 1), (60, 1)] * 2 + [(64, 1), (65, 1), (67, 2)] * 2
+     + [(67, .5), (69, .5), (67, .5), (65, .5), (64, 1), (60, 1)] * 2
+     + [(60, 1), (55, 1), (60, 2)] * 2, 120),
+    ("leaps", [(60, 1), (72, 1), (67, 1), (76, 1), (64, 1), (79, 1), (60, .5), (84, .5),
+               (55, 1), (67, 1), (59, 1), (74, 2)], 80),
+]
+
+
+def contour_buttons(pitches: list[int], num_buttons: int = 8) -> list[int]:
+    """The melody's pitch range spread over the buttons: lowest note 0, highest 7."""
+    lo, hi = min(pitches), max(pitches)
+    if hi == lo:
+        return [num_buttons // 2] * len(pitches)
+    return [round((p - lo) / (hi - lo) * (num_buttons - 1)) for p in pitches]
+
+
+def melody_dt(notes: list[tuple[int, float]], bpm: float) -> list[int]:
+    beats = [b for _, b in notes]
+    dt_s = [math.inf] + [b * 60.0 / bpm for b in beats[:-1]]
+    return data.quantize_dt(np.array(dt_s)).tolist()
+
+
+def contour_agreement(buttons: list[int], played: list[int]) -> tuple[int, int]:
+    """(pairs where the played pitch moves the way the button moves, pairs where the button moves)."""
+    agree = total = 0
+    for i in range(1, len(buttons)):
+        db, dp = buttons[i] - buttons[i - 1], played[i] - played[i - 1]
+        if db:
+            total += 1
+            agree += (db > 0 and dp > 0) or (db < 0 and dp < 0)
+    return agree, total
+
+
+def player_measure(model: PianoGenie, temperature: float = 0.25, seeds: int = 10, seed: int = 0) -> dict:
+    per = {}
+    agree_all = total_all = 0
+    gen = torch.Generator().manual_seed(seed)
+    for name, notes, bpm in MELODIES:
+        buttons = contour_buttons([p for p, _ in notes], model.cfg.num_buttons)
+        dt = melody_dt(notes, bpm)
+        agree = total = 0
+        for _ in range(seeds):
+            played = sample(model.decoder, buttons, dt, model.cfg.num_buttons, temperature, gen)
+            a, t = contour_agreement(buttons, played)
+            agree, total = agree + a, total + t
+        per[name] = agree / max(total, 1)
+        agree_all, total_all = agree_all + agree, total_all + total
+    return {"contour_agreement": agree_all / max(total_all, 1), "per_melody": per,
+            "temperature": temperature, "seeds": seeds}
+
+
+@torch.no_grad()
+def measure(model: PianoGenie, keys: torch.Tensor, dts: torch.Tensor, batch_size: int = 64) -> dict:
+    """Perplexity and accuracy (and, with buttons, contour violations and button usage)."""
+    model.eval()
+    nll = correct = notes = 0.0
+    violations = pairs = 0
+    counts = torch.zeros(max(model.cfg.num_buttons, 1), dtype=torch.long)
+    for i in range(0, len(keys), batch_size):
+        k, d = keys[i:i + batch_size], dts[i:i + batch_size]
+        logits, _, _ = model(k, d)
+        nll += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), k.reshape(-1), reduction="sum"))
+        correct += float((logits.argmax(-1) == k).sum())
+        notes += k.numel()
+        if not model.cfg.baseline:
+            b = model.buttons(k, d)
+            violations += int(((torch.diff(k, dim=1) * torch.diff(b, dim=1)) < 0).sum())
+            pairs += k.size(0) * (k.size(1) - 1)
+            counts += torch.bincount(b.reshape(-1), minlength=model.cfg.num_buttons)
+    out = {"perplexity": math.exp(nll / notes), "cross_entropy": nll / notes,
+           "accuracy": correct / notes, "notes": int(notes), "windows": len(keys)}
+    if not model.cfg.baseline:
+        p = counts.double() / counts.sum()
+        entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+        out.update(contour_violations=violations / pairs, button_usage_perplexity=math.exp(entropy),
+                   button_counts=counts.tolist())
+    return out
+
+
+def load(path: str | Path) -> tuple[PianoGenie, dict]:
+    from pianogenie.train import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(ckpt), ckpt
+
+
+def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "test", seed: int = 0,
+        data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+        perf: data.Performances | None = None, threads: int = 2) -> dict:
+    torch.set_num_threads(threads)
+    if perf is None:
+        perf = data.prepare(Path(data_dir) / data.DATASET if data_dir else None, cache_dir)
+    keys, dts = data.eval_windows(perf.subset(split))
+    keys_t, dts_t = torch.from_numpy(keys), torch.from_numpy(dts)
+    result = {"split": split, "split_rule": perf.meta.get("split_rule", "")}
+    model, ckpt = load(model_path)
+    result["model"] = {"checkpoint": str(model_path), "step": ckpt["step"],
+                       "wall_time_s": ckpt.get("wall_time_s"), **measure(model, keys_t, dts_t),
+                       "player": player_measure(model, seed=seed)}
+    if baseline_path is not None and Path(baseline_path).is_file():
+        base, bckpt = load(baseline_path)
+        result["baseline"] = {"checkpoint": str(baseline_path), "step": bckpt["step"],
+                              "wall_time_s": bckpt.get("wall_time_s"), **measure(base, keys_t, dts_t)}
+        result["perplexity_ratio"] = result["model"]["perplexity"] / result["baseline"]["perplexity"]
+    return result
+
+
+def format_report(r: dict) -> str:
+    m = r["model"]
+    lines = [f"Piano Genie on the {r['split']} split: {m['windows']} windows of 128 notes, {m['notes']} notes",
+             f"  model    (step {m['step']}): perplexity {m['perplexity']:.3f}, accuracy {m['accuracy']:.3f}, "
+             f"contour violations {m['contour_violations']:.2%}, button-usage perplexity "
+             f"{m['button_usage_perplexity']:.2f} of 8"]
+    if "baseline" in r:
+        b = r["baseline"]
+        lines.append(f"  baseline (step {b['step']}): perplexity {b['perplexity']:.3f}, accuracy "
+                     f"{b['accuracy']:.3f} (no buttons)")
+        lines.append(f"  model / baseline perplexity: {r['perplexity_ratio']:.3f}")
+    p = m["player"]
+    lines.append(f"  player: contour-following buttons on {len(p['per_melody'])} written melodies at "
+                 f"temperature {p['temperature']}: pitch moves with the button {p['contour_agreement']:.1%} "
+                 f"of the time (" + ", ".join(f"{k} {v:.0%}" for k, v in p["per_melody"].items()) + ")")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from pianogenie.cli import eval_cmd
+
+    eval_cmd()

@@ -1,0 +1,332 @@
+"""Piano Genie export (TorchScript step parity), the ``pianogenie`` processor, and its commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daemon import runtime
+from daemon.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, ButtonEvent, MidiEvent
+from daemon.processor import Context, ProcessorError
+from pianogenie import export
+from pianogenie.model import PianoGenie, PianoGenieConfig
+from pianogenie.processor import (LOWEST_PITCH, START_KEY, PianoGenieProcessor, allowed_keys,
+                                  dt_bucket, parse_scale)
+
+MS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random Piano Genie, exported: (eager model, folder with the two artefacts)."""
+    torch.manual_seed(0)
+    model = PianoGenie(PianoGenieConfig(rnn_dim=16)).eval()
+    with torch.no_grad():  # sharper than init, so that temperature and keys matter
+        model.decoder.output.weight.mul_(20)
+    out = tmp_path_factory.mktemp("pg")
+    export.export_model(model, out)
+    return model, out
+
+
+class QuickStart(PianoGenieProcessor):
+    warmup_calls = 2  # the tests time nothing; start-up stays cheap for the property tests
+
+
+def make(tiny, seed=0, **options) -> PianoGenieProcessor:
+    proc = QuickStart()
+    proc.start(Context("pianogenie", {"weights": str(tiny[1] / export.DECODER_FILE), **options}, seed=seed))
+    return proc
+
+
+def press(proc, button, t_ms, source="kb", velocity=None):
+    return list(proc.on_event(ButtonEvent(int(t_ms * MS), source, button, True, velocity)))
+
+
+def release(proc, button, t_ms, source="kb"):
+    return list(proc.on_event(ButtonEvent(int(t_ms * MS), source, button, False)))
+
+
+# ---- export ----------------------------------------------------------------------------------
+
+
+def test_exported_decoder_step_matches_eager_model_over_a_whole_sequence(tiny):
+    model, out = tiny
+    step = runtime.load_model(out / export.DECODER_FILE)
+    torch.manual_seed(1)
+    keys = torch.randint(0, 88, (3, 128))
+    dt = torch.randint(0, 33, (3, 128))
+    with torch.no_grad():
+        buttons = model.buttons(keys, dt)
+        full, _ = model.decoder(model.quantizer.to_real(buttons), keys, dt)
+        h, c = step.init_state(3)
+        prev = torch.full((3,), START_KEY)
+        for i in range(128):
+            logits, h, c = step(buttons[:, i], prev, dt[:, i], h, c)
+            torch.testing.assert_close(logits, full[:, i], atol=1e-5, rtol=0)
+            prev = keys[:, i]
+
+
+def test_exported_encoder_gives_the_models_buttons(tiny):
+    model, out = tiny
+    enc = runtime.load_model(out / export.ENCODER_FILE)
+    keys = torch.randint(0, 88, (1, 200))
+    dt = torch.randint(0, 33, (1, 200))
+    assert torch.equal(enc(keys, dt), model.buttons(keys, dt))
+
+
+def test_the_baseline_is_not_exported(tmp_path):
+    with pytest.raises(ValueError):
+        export.export_model(PianoGenie(PianoGenieConfig(num_buttons=0, rnn_dim=8)), tmp_path)
+
+
+# ---- ready rows ------------------------------------------------------------------------------
+
+
+def test_ready_rows_equal_a_fresh_step(tiny):
+    proc = make(tiny, temperature=0.7)
+    for i, b in enumerate([3, 5, 0, 7]):
+        press(proc, b, 100 * i)
+        release(proc, b, 100 * i + 50)
+    now = 300 * MS + 70 * MS  # 70 ms after the last press
+    proc.refresh(now)
+    bucket = dt_bucket(70 * MS)
+    assert set(proc._ready) == {bucket, bucket + 1}
+    step = proc.step
+    for b in range(8):
+        with torch.no_grad():
+            logits, h, c = step(torch.tensor([b]), torch.tensor([proc.prev_key]), torch.tensor([bucket]),
+                                proc.h, proc.c)
+            probs = torch.softmax((logits + proc._mask) / 0.7, -1)[0].numpy()
+        row = proc._ready[bucket]
+        np.testing.assert_allclose(row.probs[b], probs, atol=1e-6)
+        torch.testing.assert_close(row.h[:, b:b + 1], h, atol=1e-6, rtol=0)
+        torch.testing.assert_close(row.c[:, b:b + 1], c, atol=1e-6, rtol=0)
+
+
+def test_ready_rows_refresh_when_the_bucket_changes_and_saturate(tiny):
+    proc = make(tiny)
+    proc.refresh(0)
+    assert set(proc._ready) == {32}  # before any press: the saturated bucket
+    press(proc, 2, 1000)
+    assert proc._ready == {}
+    proc.refresh(1000 * MS + 1 * MS)
+    assert set(proc._ready) == {0, 1}
+    first = proc._ready[0]
+    proc.refresh(1000 * MS + 2 * MS)
+    assert proc._ready[0] is first  # same bucket: nothing recomputed
+    proc.refresh(1000 * MS + 100 * MS)
+    assert set(proc._ready) == {3, 4}
+    proc.refresh(1000 * MS + 5000 * MS)
+    assert set(proc._ready) == {32}
+
+
+def test_idle_refresh_does_not_change_what_is_played(tiny):
+    """A press takes the same key whether its row was ready (on_idle ran) or computed at the press."""
+    presses = [(b, t) for b, t in zip([0, 3, 7, 4, 4, 1, 6, 2, 5, 7], range(0, 2000, 137))]
+    eager, lazy = make(tiny, seed=5), make(tiny, seed=5)
+    played = {id(eager): [], id(lazy): []}
+    for b, t in presses:
+        eager.on_idle(int(t * MS) - 1)
+        for proc in (eager, lazy):
+            played[id(proc)] += [o.message[1] for o in press(proc, b, t)]
+            release(proc, b, t + 20)
+    assert played[id(eager)] == played[id(lazy)]
+    assert eager.misses == 0 and lazy.misses == len(presses)
+
+
+# ---- the processor ---------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 9), st.booleans(), st.sampled_from(["kb", "pad"]),
+                          st.integers(0, 300)), max_size=40))
+def test_every_note_on_gets_its_note_off_on_release(tiny, events):
+    proc = make(tiny)
+    sounding: dict[tuple[str, int], int] = {}
+    t = 0
+    for button, pressed, source, gap in events:
+        t += gap
+        outs = (press if pressed else release)(proc, button, t, source)
+        key = (source, button)
+        if button >= 8:
+            assert outs == []
+        elif pressed and key in sounding:
+            assert outs == []  # a held button pressed again does nothing
+        elif pressed:
+            assert len(outs) == 1 and outs[0].message[0] == NOTE_ON and outs[0].voice == f"{source}:{button}"
+            assert outs[0].message[1] not in sounding.values()  # no key twice at once
+            sounding[key] = outs[0].message[1]
+        elif key in sounding:
+            assert [o.message for o in outs] == [(NOTE_OFF, sounding.pop(key), 0)]
+        else:
+            assert outs == []
+
+
+def test_temperature_zero_is_deterministic_and_seed_free(tiny):
+    runs = []
+    for seed in (0, 1, 2):
+        proc = make(tiny, seed=seed, temperature=0.0)
+        notes = []
+        for i, b in enumerate([0, 1, 2, 3, 4, 5, 6, 7, 7, 3, 0]):
+            notes += [o.message[1] for o in press(proc, b, 120 * i)]
+            release(proc, b, 120 * i + 60)
+        runs.append(notes)
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_seed_fixes_the_notes_at_the_live_temperature(tiny):
+    def play(seed):
+        proc = make(tiny, seed=seed)
+        out = []
+        for i, b in enumerate([0, 4, 7, 2, 2, 5, 1] * 3):
+            out += [o.message[1] for o in press(proc, b, 90 * i)]
+            release(proc, b, 90 * i + 45)
+        return out
+    assert play(3) == play(3)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["C major", "A minor", "F# dorian", "Bb minor pentatonic", "D blues", "E mixolydian"]),
+       st.integers(21, 90), st.integers(0, 40), st.floats(0.0, 2.0),
+       st.lists(st.integers(0, 7), min_size=1, max_size=30))
+def test_scale_and_range_restriction_never_leave_the_scale(tiny, scale, low, span, temperature, buttons):
+    high = min(low + span + 12, 108)
+    proc = make(tiny, scale=scale, low=low, high=high, temperature=temperature)
+    classes = parse_scale(scale)
+    for i, b in enumerate(buttons):
+        for o in press(proc, b, 40 * i):
+            pitch = o.message[1]
+            assert pitch % 12 in classes and low <= pitch <= high
+        if i % 3:
+            release(proc, b, 40 * i + 20)
+
+
+def test_scales_parse():
+    assert parse_scale("C major") == {0, 2, 4, 5, 7, 9, 11}
+    assert parse_scale("a minor") == parse_scale("C major")
+    assert parse_scale("F# minor pentatonic") == {6, 9, 11, 1, 4}
+    assert parse_scale("") == set(range(12))
+    with pytest.raises(ValueError):
+        parse_scale("H major")
+    mask = allowed_keys("C major", 60, 72)
+    assert [int(k) + LOWEST_PITCH for k in np.flatnonzero(mask)] == [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def test_four_button_mode_plays_model_buttons_0_2_5_7(tiny):
+    four = make(tiny, buttons=4, temperature=0.0)
+    eight = make(tiny, temperature=0.0)
+    for i, (b4, b8) in enumerate(zip([0, 1, 2, 3, 3, 0], [0, 2, 5, 7, 7, 0])):
+        assert [o.message for o in press(four, b4, 100 * i)] == [o.message for o in press(eight, b8, 100 * i)]
+        release(four, b4, 100 * i + 50)
+        release(eight, b8, 100 * i + 50)
+    assert press(four, 4, 1000) == [] and press(four, 7, 1000) == []
+
+
+def test_a_chord_is_fed_low_button_first(tiny):
+    """5 then 2 within chord_ms: the model's memory afterwards is that of 2 then 5."""
+    proc = make(tiny, temperature=0.0, chord_ms=5.0)
+    press(proc, 4, 0)
+    release(proc, 4, 100)
+    k5 = press(proc, 5, 500)[0].message[1] - LOWEST_PITCH
+    k2 = press(proc, 2, 502)[0].message[1] - LOWEST_PITCH
+    ref = make(tiny, temperature=0.0, chord_ms=5.0)
+    press(ref, 4, 0)
+    release(ref, 4, 100)
+    ref._held[("other", 5)] = k5 + LOWEST_PITCH  # 5's key sounds, so 2 avoids it in both
+    assert press(ref, 2, 500)[0].message[1] - LOWEST_PITCH == k2  # drawn before 5, as if first
+    ref._feed(5, 0, k5)  # then 5 with its already sounding key
+    torch.testing.assert_close(proc.h, ref.h, atol=1e-6, rtol=0)
+    torch.testing.assert_close(proc.c, ref.c, atol=1e-6, rtol=0)
+    assert proc.prev_key == ref.prev_key == k5
+
+
+def test_presses_further_apart_than_chord_ms_are_not_reordered(tiny):
+    proc = make(tiny, temperature=0.0, chord_ms=5.0)
+    press(proc, 5, 0)
+    k2 = press(proc, 2, 40)[0].message[1] - LOWEST_PITCH
+    assert proc.prev_key == k2
+
+
+def test_velocity_from_input_else_default(tiny):
+    proc = make(tiny, velocity=77)
+    assert press(proc, 0, 0, velocity=33)[0].message[2] == 33
+    assert press(proc, 1, 10)[0].message[2] == 77
+
+
+def test_reset_by_cc_and_by_button_combination(tiny):
+    proc = make(tiny, reset_cc=20, reset_buttons=[0, 7])
+    press(proc, 3, 0)
+    assert proc.prev_key != START_KEY
+    assert list(proc.on_event(MidiEvent(10 * MS, "kb", (CONTROL_CHANGE, 20, 127)))) == []
+    assert proc.prev_key == START_KEY and proc.last_press_ns is None and not proc.h.any()
+    press(proc, 0, 100)
+    assert proc.prev_key != START_KEY
+    assert press(proc, 7, 110) == []  # completes the combination: reset, no note
+    assert proc.prev_key == START_KEY
+    release(proc, 0, 200)
+    release(proc, 7, 200)
+    assert len(press(proc, 7, 300)) == 1
+
+
+def test_sustain_passes_through(tiny):
+    proc = make(tiny)
+    outs = list(proc.on_event(MidiEvent(5, "kb", (CONTROL_CHANGE, 64, 127))))
+    assert [o.message for o in outs] == [(CONTROL_CHANGE, 64, 127)]
+
+
+@pytest.mark.parametrize("options", [{"buttons": 6}, {"temperature": -1.0}, {"low": 80, "high": 70},
+                                     {"scale": "X major"}, {"scale": "C major", "low": 61, "high": 61},
+                                     {"reset_buttons": [9]}, {"nope": 1}])
+def test_bad_options_are_one_line_errors(tiny, options):
+    with pytest.raises(ProcessorError):
+        make(tiny, **options)
+
+
+def test_a_bad_weights_file_is_a_processor_error(tmp_path, tiny):
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ProcessorError, match="x.pt"):
+        make(tiny, weights=str(bad))
+
+
+SHIPPED = export.WEIGHTS_DIR / export.DECODER_FILE
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped weights yet")
+def test_shipped_weights_load_and_play_in_range():
+    proc = PianoGenieProcessor()
+    proc.start(Context("pianogenie", {}, seed=0))
+    pitches = []
+    for i, b in enumerate([0, 2, 4, 6, 7, 5, 3, 1]):
+        pitches += [o.message[1] for o in press(proc, b, 200 * i)]
+        release(proc, b, 200 * i + 100)
+    assert len(pitches) == 8 and all(21 <= p <= 108 for p in pitches)
+    assert (export.WEIGHTS_DIR / export.ENCODER_FILE).is_file()
+    card = (export.WEIGHTS_DIR / "pianogenie.md").read_text()
+    assert "Licence: CC BY-NC-SA 4.0 (weights, trained on MAESTRO via ASAP); the code is MIT" in card
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+def test_buttons_command_prints_one_button_per_onset(tiny, tmp_path):
+    import pretty_midi
+
+    from pianogenie.cli import buttons_cmd
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    for i, p in enumerate([60, 62, 64, 65, 67, 20]):  # 20 is below the piano: not played
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=0.5 * i, end=0.5 * i + 0.4))
+    pm.instruments.append(inst)
+    song = tmp_path / "song.mid"
+    pm.write(str(song))
+    result = CliRunner().invoke(buttons_cmd, [str(song), "--weights", str(tiny[1] / export.ENCODER_FILE),
+                                              "--midi", str(tmp_path / "b.mid")])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "  button " in ln]
+    assert len(lines) == 5 and "C4" in lines[0] and "G4" in lines[4]
+    assert len(pretty_midi.PrettyMIDI(str(tmp_path / "b.mid")).instruments[0].notes) == 5
