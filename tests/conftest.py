@@ -1,0 +1,67 @@
+"""Shared fixtures.
+
+Real-port tests (``pytest.mark.jack``) run against one private JACK dummy server per session,
+named ``genie-test``; run them one at a time (no xdist): a second server or a leftover daemon
+makes ports collide.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+JACK_ENV = ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory):
+    """A private jackd with the dummy driver (period 256, synchronous: see SyncDummyServer),
+    pinged; stopped with SIGTERM at the end.
+
+    Its log (xruns name the client blamed) is private too: other servers on this machine write
+    theirs to the default path."""
+    from jack_helpers import SyncDummyServer
+
+    from daemon.io.jack import jackd_available
+
+    if not jackd_available():
+        why = "jackd not installed (apt-get install jackd2)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{why}; CI must run the real-port tests", pytrace=False)
+        pytest.skip(why)
+    saved = {k: os.environ.get(k) for k in JACK_ENV}
+    server = SyncDummyServer(name="genie-test", period=256,
+                             log_path=tmp_path_factory.mktemp("jackd") / "jackd.log")
+    try:
+        server.start()  # sets JACK_DEFAULT_SERVER / JACK_NO_START_SERVER for subprocesses too
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def live_jack(jack_server):
+    """The session's server, checked before the test: restarted when it no longer passes MIDI."""
+    if jack_server.proc is None or jack_server.proc.poll() is not None or not jack_server.ping():
+        jack_server.stop()
+        jack_server.start()
+    return jack_server
+
+
+@pytest.fixture
+def rig(live_jack, tmp_path, request):
+    """Start ``genie run`` daemons (``rig.genie(config_text, *args)``) and port clients
+    (``rig.client()``) for one test; all are stopped in teardown, also when the test fails."""
+    from jack_helpers import Rig
+
+    r = Rig(tmp_path, request.node.name)
+    try:
+        yield r
+    finally:
+        r.close()
