@@ -112,11 +112,33 @@ def buttons_cmd(midi_file, weights, midi_out, png_out):
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               default=DEFAULT_RUN / "model" / "best.pt", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder for decoder.pt and encoder.pt [default: the shipped pianogenie/weights].")
-def export_cmd(checkpoint, out):
+              help="Folder for the artefacts [default: the shipped pianogenie/weights].")
+@click.option("--card", is_flag=True,
+              help="Also evaluate beside the baseline (runs/pianogenie/baseline) and write the "
+                   "metrics, the loss curve and the model card; --checkpoint's folder is the run.")
+def export_cmd(checkpoint, out, card):
     """Export a checkpoint's decoder step and encoder as TorchScript for the processor."""
+    _logging()
     from pianogenie import export
 
-    paths = export.export_checkpoint(checkpoint, out)
-    for p in paths:
+    if card:
+        export.ship(checkpoint.parent, DEFAULT_RUN / "baseline", out, which=checkpoint.name)
+        click.echo(f"wrote the weights, metrics, loss curve and card in {out or export.WEIGHTS_DIR}")
+        return
+    for p in export.export_checkpoint(checkpoint, out):
         click.echo(f"wrote {p}")
+
+
+@click.group()
+def main() -> None:
+    """Piano Genie's commands, standalone (``genie`` mounts them as train/eval/export pianogenie
+    and buttons)."""
+
+
+main.add_command(train_cmd, "train")
+main.add_command(eval_cmd, "eval")
+main.add_command(export_cmd, "export")
+main.add_command(buttons_cmd, "buttons")
+
+if __name__ == "__main__":
+    main()

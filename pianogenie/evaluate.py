@@ -130,7 +130,7 @@ def load(path: str | Path) -> tuple[PianoGenie, dict]:
 
 def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "test", seed: int = 0,
         data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-        perf: data.Performances | None = None, threads: int = 2) -> dict:
+        perf: data.Performances | None = None, threads: int = 2, player_seeds: int = 10) -> dict:
     torch.set_num_threads(threads)
     if perf is None:
         perf = data.prepare(Path(data_dir) / data.DATASET if data_dir else None, cache_dir)
@@ -140,7 +140,7 @@ def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "
     model, ckpt = load(model_path)
     result["model"] = {"checkpoint": str(model_path), "step": ckpt["step"],
                        "wall_time_s": ckpt.get("wall_time_s"), **measure(model, keys_t, dts_t),
-                       "player": player_measure(model, seed=seed)}
+                       "player": player_measure(model, seeds=player_seeds, seed=seed)}
     if baseline_path is not None and Path(baseline_path).is_file():
         base, bckpt = load(baseline_path)
         result["baseline"] = {"checkpoint": str(baseline_path), "step": bckpt["step"],

@@ -13,6 +13,7 @@ Two TorchScript artefacts (written through ``daemon.runtime.save_model``, script
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,183 @@ if __name__ == "__main__":
     from pianogenie.cli import export_cmd
 
     export_cmd()
+
+
+# ---- shipping: weights, metrics, loss curve and model card -----------------------------------
+
+LICENCE_LINE = "Licence: CC BY-NC-SA 4.0 (weights, trained on MAESTRO via ASAP); the code is MIT"
+TARGETS = {"perplexity": 3.0, "perplexity_ratio": 0.25, "contour_violations": 0.03,
+           "button_usage_perplexity": 6.0}
+
+
+def plot_runs(model_history: list[dict], baseline_history: list[dict], path: str | Path) -> bool:
+    """Model and baseline cross-entropy (train and validation) against step, one PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, hist, color in (("Piano Genie", model_history, "C0"), ("baseline (no buttons)", baseline_history, "C3")):
+        tr = [h for h in hist if "ce" in h]
+        va = [h for h in hist if "val_ce" in h]
+        if tr:
+            ax.plot([h["step"] for h in tr], [h["ce"] for h in tr], color=color, lw=0.6, alpha=0.5,
+                    label=f"{name}, train CE")
+        if va:
+            ax.plot([h["step"] for h in va], [h["val_ce"] for h in va], "o-", color=color, ms=2.5,
+                    label=f"{name}, validation CE")
+    ax.axhline(np.log(TARGETS["perplexity"]), color="k", ls="--", lw=0.8, label="target: perplexity 3.0")
+    ax.set_xlabel("step (batch 32)")
+    ax.set_ylabel("cross-entropy, nats per note")
+    ax.set_ylim(0.5, 4.6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | None = None,
+         which: str = "best.pt", perf: data.Performances | None = None, player_seeds: int = 10) -> dict:
+    """Export ``model_run/which``, evaluate it beside the baseline on the test split, and write the
+    metrics, the loss curve and the model card into ``out_dir`` (the shipped weights by default)."""
+    from pianogenie import evaluate
+    from pianogenie.train import load_checkpoint, model_from_checkpoint
+
+    model_run, baseline_run = Path(model_run), Path(baseline_run)
+    out = Path(out_dir) if out_dir else WEIGHTS_DIR
+    ckpt = load_checkpoint(model_run / which)
+    export_model(model_from_checkpoint(ckpt), out)
+    result = evaluate.run(model_run / which, baseline_run / "best.pt", perf=perf, player_seeds=player_seeds)
+    latest = load_checkpoint(model_run / "ckpt.pt")
+    base_latest = load_checkpoint(baseline_run / "ckpt.pt")
+    plot_runs(latest["history"], base_latest["history"], out / "pianogenie_loss.png")
+    result["runs"] = {"model_latest_step": latest["step"], "model_latest_wall_time_s": latest["wall_time_s"],
+                      "baseline_latest_step": base_latest["step"],
+                      "baseline_latest_wall_time_s": base_latest["wall_time_s"],
+                      "baseline_val": [(h["step"], h["val_ce"]) for h in base_latest["history"] if "val_ce" in h],
+                      "model_val": [(h["step"], h["val_ce"]) for h in latest["history"] if "val_ce" in h],
+                      "data": latest.get("data", {}), "config": latest["config"],
+                      "model_args": latest["model_args"], "torch": latest.get("torch", "")}
+    (out / "pianogenie_metrics.json").write_text(json.dumps(result, indent=1))
+    (out / "pianogenie.md").write_text(model_card(result))
+    return result
+
+
+def _trend(val: list[tuple[int, float]]) -> str:
+    """How the baseline's validation cross-entropy moved over its last evaluations."""
+    if len(val) < 3:
+        return ""
+    (s0, v0), (s1, v1) = val[-3], val[-1]
+    return (f"Its validation cross-entropy moved {v1 - v0:+.3f} nats per note over its last "
+            f"{s1 - s0:,} steps (perplexity {math.exp(v0):.1f} -> {math.exp(v1):.1f}), so longer "
+            "training would lower it somewhat too.")
+
+
+def _ok(value: float, target: float, higher: bool = False) -> str:
+    return "met" if (value >= target if higher else value <= target) else "not met"
+
+
+def model_card(r: dict) -> str:
+    m, b, runs = r["model"], r.get("baseline", {}), r["runs"]
+    counts = runs["data"]
+    cfg = runs["config"]
+    split_rows = "\n".join(f"| {s} | {c['pieces']} | {c['performances']} | {c['notes']:,} |"
+                           for s, c in counts.items())
+    ratio = r.get("perplexity_ratio", float("nan"))
+    player = m["player"]
+    melodies = ", ".join(f"{k} {v:.0%}" for k, v in player["per_melody"].items())
+    return f"""# Model card: Piano Genie (`pianogenie_decoder.pt`, `pianogenie_encoder.pt`)
+
+Piano Genie (C. Donahue, I. Simon, S. Dieleman, IUI 2019, arXiv:1810.05246), reimplemented in
+PyTorch in `pianogenie/` and trained here. A bidirectional-LSTM encoder turns each note of a piano
+performance into one of 8 buttons (integer-quantized autoencoder, straight-through gradient); an
+LSTM decoder learns to play the performance back from the buttons, the previous key and the time
+since the previous note. The `pianogenie` processor runs the decoder: one note per button press.
+
+- `pianogenie_decoder.pt`: TorchScript step `forward(button, prev_key, dt, h, c) -> (logits[88], h, c)`
+  with the LSTM state explicit (`init_state(n)` gives zeros); prev_key 88 is the start symbol,
+  dt is the delta-time bucket (31.25 Hz, 0..32, saturating).
+- `pianogenie_encoder.pt`: `forward(keys, dt) -> buttons`, used by `genie buttons FILE.mid`.
+- `pianogenie_metrics.json`: every number below; `pianogenie_loss.png`: the loss curves.
+
+Made by: `genie train pianogenie` and `genie train pianogenie --baseline` (here run as
+`python -m pianogenie.train --out runs/pianogenie/model` and `... --baseline --out
+runs/pianogenie/baseline`), then `pianogenie.export.ship` (export of `best.pt`, the checkpoint
+with the lowest validation cross-entropy, evaluation with `genie eval pianogenie`, this card).
+
+## Data
+
+- ASAP's copies of MAESTRO piano performances (`../shared/datasets/asap-maestro-subset`: 519
+  performances, 44 h, see its SOURCE.md). Note onsets only, sorted by time then pitch; pitches
+  21-108 as keys 0-87; delta-time to the previous onset quantized at 31.25 Hz into 33 buckets
+  (the last one means 1.024 s or more, and is the first note's).
+- Training examples: random 128-note crops, time stretch U[0.95, 1.05], transposition -6..+5
+  semitones (notes pushed off the keyboard dropped), as the paper.
+
+## Split
+
+By piece, the rule of the dataset's SOURCE.md: h = int(sha1(composer + "|" + title), 16) mod 10;
+0 test, 1 validation, otherwise train. No piece is in two splits.
+
+| split | pieces | performances | notes |
+|---|---:|---:|---:|
+{split_rows}
+
+## Training
+
+- Model: encoder dense 128 -> BiLSTM 2x128 -> 1; 8-level IQAE; decoder dense 128 -> LSTM 2x128 ->
+  88. Loss: cross-entropy + range penalty + contour penalty, weights 1.0. Adam {cfg['lr']:g},
+  batch {cfg['batch_size']}, seed {cfg['seed']}; torch {runs['torch']}, CPU.
+- Shipped checkpoint: step **{m['step']:,}** (best validation cross-entropy), {m['wall_time_s'] / 3600:.2f} h
+  of training wall time; the run had reached step {runs['model_latest_step']:,}
+  ({runs['model_latest_wall_time_s'] / 3600:.2f} h) when this card was written.
+- Baseline (the same decoder with no button input), trained alongside on the same data and split:
+  best checkpoint at step {b.get('step', 0):,} ({(b.get('wall_time_s') or 0) / 3600:.2f} h); its run
+  had reached step {runs['baseline_latest_step']:,}. {_trend(runs.get('baseline_val', []))}
+- Hardware: 2 shared CPU cores (other jobs running), one or two torch threads, niced. The paper's
+  checkpoint ran 166k steps; this one ran far fewer, so read the numbers as a curve in progress.
+- Continue from the shipped run: `python -m pianogenie.train --out runs/pianogenie/model` (the
+  checkpoint `ckpt.pt` there is resumed exactly); `genie train pianogenie` once wired in.
+
+![loss curves](pianogenie_loss.png)
+
+## Metrics (test split: {m['windows']:,} non-overlapping 128-note windows, {m['notes']:,} notes, no augmentation)
+
+| measure | Piano Genie | baseline (no buttons) | target | |
+|---|---:|---:|---:|---|
+| perplexity (exp mean CE, decoder given the encoder's buttons) | {m['perplexity']:.3f} | {b.get('perplexity', float('nan')):.3f} | <= 3.0 | {_ok(m['perplexity'], 3.0)} |
+| perplexity, model / baseline | {ratio:.3f} | | <= 0.25 | {_ok(ratio, 0.25)} |
+| top-1 accuracy | {m['accuracy']:.3f} | {b.get('accuracy', float('nan')):.3f} | | |
+| contour violations (pairs with dpitch * dbutton < 0) | {m['contour_violations']:.2%} | | <= 3% | {_ok(m['contour_violations'], 0.03)} |
+| button-usage perplexity (of 8) | {m['button_usage_perplexity']:.2f} | | >= 6 | {_ok(m['button_usage_perplexity'], 6.0, True)} |
+
+Player's measure: {len(player['per_melody'])} melodies written for this (in no split), pressed with
+buttons that follow their contour (their pitch range spread over the 8 buttons) in their rhythm,
+decoded at temperature {player['temperature']} with {player['seeds']} seeds: the played pitch moves
+the way the button moves **{player['contour_agreement']:.1%}** of the time ({melodies}).
+
+Button use on the test split (buttons 1-8): {m['button_counts']}.
+
+## Limits
+
+- Trained far less than the paper's model (see the step count and the curve); where a target above
+  says "not met", that is the gap still to close by training on.
+- Piano performances of 13 classical composers, mostly Bach, Beethoven and Chopin: the decoder
+  plays in that style, whatever the musician has in mind.
+- The decoder knows only the buttons, the keys it played and the timing: not velocity, pedal or
+  note lengths (a note lasts as long as its button is held).
+
+## Licence
+
+{LICENCE_LINE}
+
+- The data is CC BY-NC-SA 4.0: "ASAP dataset (Foscarin et al., ISMIR 2020), CC BY-NC-SA 4.0;
+  performances from the MAESTRO dataset (Hawthorne et al., ICLR 2019, Google LLC), CC BY-NC-SA
+  4.0". These weights are an adaptation of it: non-commercial use only, with attribution, and
+  ShareAlike. A commercial use would need legal review.
+- The code that made and plays them (Genie) is MIT.
+"""

@@ -236,3 +236,46 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     two = torch.load(result)
     for k, v in one.items():
         torch.testing.assert_close(two[k], v, atol=1e-5, rtol=1e-4, msg=k)
+
+
+# ---- evaluation and the model card -----------------------------------------------------------
+
+
+def test_contour_measures_on_hand_made_cases():
+    from pianogenie.evaluate import contour_agreement, contour_buttons, melody_dt
+    assert contour_buttons([60, 67, 74]) == [0, 4, 7] or contour_buttons([60, 67, 74]) == [0, 3, 7]
+    assert contour_buttons([60, 60]) == [4, 4]
+    # button moves: up, down, (same: not counted), up; pitch: up, up, down, up
+    assert contour_agreement([0, 3, 1, 1, 5], [60, 62, 64, 63, 70]) == (2, 3)
+    assert melody_dt([(60, 1), (62, 0.5), (64, 1)], 120) == [32, 16, 8]
+
+
+def test_measure_counts_contour_violations_and_button_use():
+    from pianogenie.evaluate import measure
+    torch.manual_seed(0)
+    model = PianoGenie(TINY)
+    keys = torch.randint(0, 88, (4, 32))
+    dts = torch.randint(0, 33, (4, 32))
+    m = measure(model, keys, dts)
+    b = model.buttons(keys, dts)
+    viol = int(((torch.diff(keys, dim=1) * torch.diff(b, dim=1)) < 0).sum())
+    assert m["contour_violations"] == pytest.approx(viol / (4 * 31))
+    assert sum(m["button_counts"]) == 128 and 1 <= m["button_usage_perplexity"] <= 8
+    assert m["perplexity"] == pytest.approx(np.exp(m["cross_entropy"]))
+
+
+def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
+    from pianogenie import export
+    from pianogenie.train import train
+    perf = synthetic_performances()
+    train(tiny_cfg(tmp_path / "model", 3), perf, progress=False)
+    base = tiny_cfg(tmp_path / "baseline", 3)
+    base.model = PianoGenieConfig(num_buttons=0, rnn_dim=16)
+    train(base, perf, progress=False)
+    result = export.ship(tmp_path / "model", tmp_path / "baseline", tmp_path / "out", perf=perf,
+                          player_seeds=1)
+    card = (tmp_path / "out" / "pianogenie.md").read_text()
+    assert export.LICENCE_LINE in card.splitlines()
+    assert "baseline" in result and result["model"]["step"] == 3
+    for name in (export.DECODER_FILE, export.ENCODER_FILE, "pianogenie_metrics.json"):
+        assert (tmp_path / "out" / name).is_file()
