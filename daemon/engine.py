@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 from daemon.config import Config
 from daemon.core import EngineCore, Recorder, Slot
-from daemon.events import Counters, Event, Out, now_ns
+from daemon.events import Counters, Event, MidiEvent, Out, now_ns
 from daemon.inputqueue import InputQueue
-from daemon.io.midi import MidiInput, MidiOutput, open_probe
+from daemon.io.midi import MidiInput, MidiOutput, burst_times, open_probe
 from daemon.processor import Context
 from daemon.workers import Handle, StressWorker, WorkerThread
 
@@ -57,6 +57,7 @@ class Engine:
         self.poll_ns = int(cfg.midi.poll_interval_ms * 1e6)
         self.stopped = threading.Event()
         self.drain_s = 0.05
+        self._last_stamp_ns = 0
 
     # ---- called from other threads -------------------------------------------------------------
 
@@ -109,16 +110,18 @@ class Engine:
             while not self._stopping.is_set():
                 now = now_ns()
                 for port in self.inputs:
-                    msgs = port.drain(4 * self.cfg.midi.queue_limit)
-                    if msgs:
+                    burst = port.drain(4 * self.cfg.midi.queue_limit)
+                    if burst:
+                        times = burst_times(now, [d for _, d in burst], self._last_stamp_ns)
+                        self._last_stamp_ns = times[-1]
                         with self._lock:
-                            for msg in msgs:
-                                self.queue.push(_midi(now, port.name, msg))
+                            for t, (msg, _) in zip(times, burst):
+                                self.queue.push(MidiEvent(t, port.name, msg))
                 with self._lock:
                     events = self.queue.pop_batch(BATCH)
                     delivered, self._delivered = self._delivered, []
                     lost, self._lost = self._lost, []
-                now = now_ns()
+                now = max(now_ns(), self._last_stamp_ns)
                 for ev in events:
                     core.feed(ev, now)
                 for owner, outs in delivered:
@@ -190,9 +193,3 @@ class Engine:
             port.close()
         for out in self.outputs.values():
             out.close()
-
-
-def _midi(now: int, source: str, msg: tuple[int, ...]) -> Event:
-    from daemon.events import MidiEvent
-
-    return MidiEvent(now, source, msg)

@@ -119,9 +119,21 @@ class Scheduler:
     def pop_due(self, now_ns: int) -> list[Sent]:
         """Everything due at or before ``now_ns``, in order, filtered through the ledger."""
         out: list[Sent] = []
+        orphans: dict[tuple[Key, Owner], int] = {}  # note-offs that found no note, by due time
         while self._heap and self._heap[0].due_ns <= now_ns:
             item = heapq.heappop(self._heap)
-            out.extend(self._through_ledger(item.port, item.message, item.owner))
+            msg = item.message
+            sent = self._through_ledger(item.port, msg, item.owner)
+            key = (item.port, msg[0] & 0x0F, msg[1]) if len(msg) == 3 else None
+            if not sent and is_note_off(msg):
+                orphans[(key, item.owner)] = item.due_ns
+            elif is_note_on(msg) and orphans.get((key, item.owner)) == item.due_ns:
+                # A note-on and its own note-off due together (a zero-length note, or both taken
+                # in one drain): the off was ranked first and found nothing. End the note now.
+                del orphans[(key, item.owner)]
+                sent += self.ledger.note_off(item.port, (NOTE_OFF | key[1], key[2], 0), item.owner)
+                self.counters.add("zero_length_notes")
+            out.extend(sent)
         return out
 
     def send_now(self, port: str, message: tuple[int, ...], owner: Owner) -> list[Sent]:

@@ -51,38 +51,6 @@ def counters_of(line: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", line.split("stopped", 1)[1])}
 
 
-class SyncDummyServer(DummyServer):
-    """``DummyServer`` with jackd in synchronous mode (``-S``).
-
-    In the default asynchronous mode, a client that misses its cycle (this machine and CI share
-    their few cores with other work) makes JACK drop that cycle's MIDI: measured here under
-    others' load, 4 of 2,000 round trips through ``genie run`` were lost, and a test that waits
-    for a note-off then fails by chance. In synchronous mode the server waits for every client
-    each cycle: 0 of 2,000 lost under the same load. A client that hangs is still blamed by name
-    in the log once it passes the client timeout.
-    """
-
-    def _spawn(self) -> None:  # DummyServer._spawn with -S
-        if server_info(self.name) is not None:
-            raise RuntimeError(f"a JACK server named {self.name!r} is already running "
-                               "(left over from an earlier run?); stop it first")
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            ["jackd", "-S", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
-             "-p", str(self.period)],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env()},
-            start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jackd exited at start (code {self.proc.returncode}); "
-                                   f"see {self.log_path}")
-            if server_info(self.name) is not None:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"jackd did not come up in 10 s; see {self.log_path}")
-
-
 class Client(PortClient):
     """A PortClient that also remembers what it is called and reads messages without stamps."""
 

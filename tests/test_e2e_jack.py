@@ -75,10 +75,6 @@ def test_thru_keeps_pitches_order_and_output_channel(rig):
 
 
 @jack
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: a note-on and its note-off that arrive in one JACK cycle get the same stamp "
-    "(engine._run stamps a whole drain with one `now`), thru schedules both at that time, and "
-    "Scheduler.push ranks note-offs first: the off is dropped as unmatched, the note sticks"))
 def test_thru_note_on_and_off_in_one_jack_cycle_leave_nothing_sounding(rig):
     rig.genie(config_text(midi="echo_window_ms = 0"))
     c = rig.client()
@@ -412,11 +408,6 @@ def test_unknown_input_port_exits_2_with_one_line(rig):
 
 
 @jack
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: daemon/commands/run.py _run registers port.close for its inputs only after all "
-    "of them opened, so a failed --input leaves 'Genie in' open when genie exits; a synchronous "
-    "JACK server (jackd -S, as here) then waits 5 s for the dead client while genie exits, and "
-    "every client, a DAW's audio included, stalls"))
 def test_a_failed_start_leaves_no_jack_client_behind(rig, live_jack):
     path = rig.write_config(config_text())
     t0 = time.monotonic()

@@ -90,3 +90,20 @@ def test_output_stream_is_always_balanced_and_panic_leaves_nothing(seq):
             assert msg[1] in sounding
             sounding.discard(msg[1])
     assert not sounding
+
+
+def test_a_note_on_and_its_own_note_off_due_together_leave_nothing_sounding():
+    s = Scheduler()
+    s.push(10, "p", (ON, 60, 100), ("a", ""))
+    s.push(10, "p", (OFF, 60, 0), ("a", ""))  # ranked first: finds no note
+    assert s.pop_due(10) == [("p", (ON, 60, 100)), ("p", (OFF, 60, 0))]
+    assert s.ledger.sounding() == []
+    assert s.counters.get("zero_length_notes") == 1
+
+
+def test_burst_times_keep_order_and_never_collide():
+    from daemon.io.midi import burst_times
+
+    assert burst_times(1000, [0.0, 0.0, 0.0], 0) == [1000, 1001, 1002]
+    assert burst_times(10_000, [0.5e-6, 1e-6, 2e-6], 0) == [7000, 8000, 10_000]
+    assert burst_times(10_000, [0.0, 1e-6], 9500) == [9501, 10_000]

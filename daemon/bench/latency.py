@@ -285,41 +285,10 @@ def _genie(workdir: Path, name: str, client: str, in_port: str, out_port: str,
 
 
 def _server(period: int, rate: int, realtime: bool):
-    """The benchmark's DummyServer; ``realtime`` runs ``jackd -R`` (needs rtprio rights).
+    """The benchmark's private server; ``realtime`` runs ``jackd -R`` (needs rtprio rights)."""
+    from daemon.io.jack import DummyServer
 
-    ``DummyServer`` always starts ``--no-realtime``; on a loaded machine the server's and the
-    clients' threads then queue behind every other process, and the figures measure that queue.
-    Until ``DummyServer`` takes a ``realtime`` field, this subclass starts the server itself.
-    """
-    from daemon.io.jack import DummyServer, jackd_available, server_info
-
-    class BenchServer(DummyServer):
-        def _spawn(self) -> None:
-            if not realtime:
-                return super()._spawn()
-            if not jackd_available():
-                raise RuntimeError("jackd is not installed (apt-get install jackd2)")
-            if server_info(self.name) is not None:
-                raise RuntimeError(f"a JACK server named {self.name!r} is already running "
-                                   "(left over from an earlier run?); stop it first")
-            self._log = open(self.log_path, "w")
-            self.proc = subprocess.Popen(
-                ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate),
-                 "-p", str(self.period)],
-                stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env()},
-                start_new_session=True)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"jackd -R exited at start (code {self.proc.returncode}); "
-                                       f"see {self.log_path}")
-                if server_info(self.name) is not None:
-                    return
-                time.sleep(0.05)
-            raise RuntimeError(f"jackd did not come up in 10 s; see {self.log_path}")
-
-    return BenchServer(name=SERVER_NAME, period=period, rate=rate,
-                       log_path=Path(tempfile.gettempdir()) / f"{SERVER_NAME}-jackd.log")
+    return DummyServer(name=SERVER_NAME, period=period, rate=rate, realtime=realtime)
 
 
 def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int = 3,

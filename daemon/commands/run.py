@@ -138,15 +138,12 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
     slots = build_slots(cfg, submit_for=lambda label: (
         lambda job: engine_ref[0].submit(job, label)))
 
-    inputs = []
-    if cfg.midi.input_port:
-        inputs.append(MidiInput.open(api, cfg.midi.input_port, virtual=True,
-                                     queue_limit=max(8192, 8 * cfg.midi.queue_limit)))
-    for pattern in cfg.midi.inputs:
-        inputs.append(MidiInput.open(api, pattern, virtual=False,
-                                     queue_limit=max(8192, 8 * cfg.midi.queue_limit)))
-    for port in inputs:
-        stack.callback(port.close)
+    inputs = []  # each port is closed on every way out, also when a later one fails to open
+    rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
+    wanted = [(cfg.midi.input_port, True)] if cfg.midi.input_port else []
+    for name, virtual in wanted + [(p, False) for p in cfg.midi.inputs]:
+        inputs.append(MidiInput.open(api, name, virtual=virtual, queue_limit=rtmidi_queue))
+        stack.callback(inputs[-1].close)
     outputs = {}
     for name in cfg.outputs():
         outputs[name] = MidiOutput.open(api, name, cfg.midi.connect)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("genie.jack")
@@ -106,8 +106,15 @@ class DummyServer:
     name: str = "genie-test"
     period: int = 256
     rate: int = 48000
-    log_path: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "genie-jackd.log")
+    sync: bool = False  # jackd -S: the server waits for every client each cycle (no lost MIDI
+    # when a client is late on a loaded machine; functional tests want this)
+    realtime: bool = False  # jackd -R: real-time threads (needs rtprio rights; benchmarks)
+    log_path: Path | None = None  # default: <tmp>/<name>-jackd.log, one per server name
     proc: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        if self.log_path is None:
+            self.log_path = Path(tempfile.gettempdir()) / f"{self.name}-jackd.log"
 
     def env(self) -> dict[str, str]:
         return {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
@@ -132,7 +139,8 @@ class DummyServer:
                                "(left over from an earlier run?); stop it first")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
+            ["jackd", *(["-S"] if self.sync else []), "-n", self.name,
+             "-R" if self.realtime else "--no-realtime", "-d", "dummy", "-r", str(self.rate),
              "-p", str(self.period)],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env()},
             start_new_session=True)

@@ -113,6 +113,22 @@ def match_port(pattern: str, names: list[str]) -> list[int]:
             if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + ":*")]
 
 
+def burst_times(now_ns: int, deltas: list[float], after_ns: int) -> list[int]:
+    """Arrival times for a burst drained at ``now_ns``: the last message is stamped now, earlier
+    ones by rtmidi's deltas (which only order the burst), strictly increasing and after
+    ``after_ns`` (the previous burst's last stamp), so a note-on and its note-off taken in one
+    drain never share a time."""
+    times = [0] * len(deltas)
+    t = now_ns
+    for i in range(len(deltas) - 1, -1, -1):
+        times[i] = t
+        t -= int(deltas[i] * 1e9) if i else 0
+    floor = after_ns
+    for i, t in enumerate(times):
+        floor = times[i] = max(t, floor + 1)
+    return times
+
+
 @dataclass
 class MidiInput:
     """One input port (Genie's virtual one, or an existing one we connected to)."""
@@ -144,15 +160,15 @@ class MidiInput:
             raise PortError(f"cannot open MIDI input {name!r} ({api}): {exc}") from exc
         return cls(name=name, api=api, _port=port, queue_limit=queue_limit)
 
-    def drain(self, limit: int) -> list[tuple[int, ...]]:
-        """Up to ``limit`` messages waiting in rtmidi's queue, oldest first."""
+    def drain(self, limit: int) -> list[tuple[tuple[int, ...], float]]:
+        """Up to ``limit`` (message, rtmidi delta seconds) waiting in rtmidi's queue, oldest first."""
         out = []
         get = self._port.get_message
         for _ in range(limit):
             item = get()
             if item is None:
                 break
-            out.append(tuple(item[0]))
+            out.append((tuple(item[0]), item[1]))
         return out
 
     def close(self) -> None:
