@@ -252,7 +252,7 @@ class PianoGenieProcessor(BaseProcessor):
         window_ns = int(self.options["chord_ms"] * 1e6)
         in_chord = bool(self._chord) and now_ns - self._chord_start_ns <= window_ns
         if in_chord and any(b > button for b, _ in self._chord):
-            return self._join_chord_below(button)
+            return self._join_chord_below(button, now_ns)
         dt_ns = None if self.last_press_ns is None else now_ns - self.last_press_ns
         bucket = dt_bucket(dt_ns)
         if not in_chord:
@@ -270,7 +270,7 @@ class PianoGenieProcessor(BaseProcessor):
         self._chord.append((button, key))
         return key
 
-    def _join_chord_below(self, button: int) -> int:
+    def _join_chord_below(self, button: int, now_ns: int) -> int:
         """A lower button joins a chord: replay the chord low button first from its start,
         drawing the new note in its place and keeping the notes already sounding."""
         self.h, self.c, self.prev_key, first_bucket = self._chord_base
@@ -281,6 +281,7 @@ class PianoGenieProcessor(BaseProcessor):
             if key is None:
                 new_key = got
         self._chord = [(b, new_key if k is None else k) for b, k in order]
+        self.last_press_ns = max(self.last_press_ns or now_ns, now_ns)
         self._ready = {}
         return new_key
 

@@ -153,6 +153,21 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _out_of_time(cfg: TrainConfig, started: float, step: int, world: int, device: torch.device) -> bool:
+    """Whether ``max_minutes`` has passed; checked at logging steps, and rank 0 decides for all
+    (processes that stopped at different steps would wait for each other for ever)."""
+    if not cfg.max_minutes or step % cfg.log_every:
+        return False
+    late = time.perf_counter() - started > cfg.max_minutes * 60
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(late)], device=device)
+        dist.broadcast(flag, src=0)
+        late = bool(flag.item())
+    return late
+
+
 def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: bool | None = None) -> dict:
     """Train until ``cfg.steps`` (resuming from ``out_dir/ckpt.pt`` when it exists); returns the
     last checkpoint dict. ``perf`` lets tests pass prepared data instead of the dataset."""
@@ -239,7 +254,7 @@ def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: boo
                 parts = " ".join(f"{k} {v / acc_n:.4f}" for k, v in acc.items())
                 log.info("step %d | %s | %.0f ms/step", step, parts, ms)
             acc, acc_n, t_log = {}, 0, time.perf_counter()
-        out_of_time = cfg.max_minutes and time.perf_counter() - started > cfg.max_minutes * 60
+        out_of_time = _out_of_time(cfg, started, step, world, device)
         if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
             val = estimate(model, val_keys.to(device), val_dts.to(device))
             history.append({"step": step, **{f"val_{k}": v for k, v in val.items()}})
