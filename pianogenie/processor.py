@@ -156,11 +156,13 @@ class PianoGenieProcessor(BaseProcessor):
         try:
             self.step = runtime.load_model(path)
             self.num_buttons = int(self.step.num_buttons)
-            h, c = self.step.init_state(1)
+            self.step.init_state(1)
         except runtime.ModelFileError as exc:
             raise ProcessorError(str(exc)) from None
         except (AttributeError, RuntimeError) as exc:
             raise ProcessorError(f"model file {path}: not a Piano Genie decoder ({exc})") from None
+        if self.num_buttons != 8:
+            raise ProcessorError(f"model file {path}: a decoder for {self.num_buttons} buttons, not 8")
         self._temperature = opts["temperature"] if opts["temperature"] >= 1e-3 else 0.0  # below: argmax
         self._mask = torch.from_numpy(np.where(self.allowed, 0.0, -np.inf).astype(np.float32))
         self._buttons = torch.arange(self.num_buttons)
