@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -279,3 +280,69 @@ def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
     assert "baseline" in result and result["model"]["step"] == 3
     for name in (export.DECODER_FILE, export.ENCODER_FILE, "pianogenie_metrics.json"):
         assert (tmp_path / "out" / name).is_file()
+
+
+# ---- preparation from MIDI files and the train command ---------------------------------------
+
+
+def fake_asap(root: Path, pieces: int = 6, notes: int = 160) -> Path:
+    """A tiny dataset in ASAP's layout: metadata.csv and one performance MIDI file per piece."""
+    import csv
+
+    import pretty_midi
+    folder = root / data.DATASET
+    rows = []
+    rng = np.random.default_rng(0)
+    for i in range(pieces):
+        rel = f"Composer{i}/Set/piece{i}/Player{i}.mid"
+        (folder / rel).parent.mkdir(parents=True)
+        pm = pretty_midi.PrettyMIDI()
+        inst = pretty_midi.Instrument(0)
+        for j in range(notes):
+            p = int(rng.integers(15, 115))  # some off the piano: dropped
+            inst.notes.append(pretty_midi.Note(velocity=80, pitch=p, start=0.1 * j, end=0.1 * j + 0.3))
+        pm.instruments.append(inst)
+        pm.write(str(folder / rel))
+        rows.append({"composer": f"Composer{i}", "title": f"Title{i}", "midi_performance": rel,
+                     "maestro_midi_performance": "{maestro}/x.midi"})
+    rows.append({"composer": "Other", "title": "NotMaestro", "midi_performance": "missing.mid",
+                 "maestro_midi_performance": ""})
+    with (folder / "metadata.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return folder
+
+
+def test_prepare_reads_midi_once_and_records_the_split(tmp_path):
+    folder = fake_asap(tmp_path)
+    perf = data.prepare(folder, tmp_path / "cache")
+    assert len(perf) == 6 and perf.keys.min() >= 0 and perf.keys.max() <= 87
+    assert perf.splits == [data.split_of(f"Composer{i}", f"Title{i}") for i in range(6)]
+    meta = json.loads(next((tmp_path / "cache").glob("*.json")).read_text())
+    assert meta["split_rule"] == data.SPLIT_RULE and meta["splits"] == perf.splits
+    assert sum(c["performances"] for c in meta["counts"].values()) == 6
+    (folder / "Composer0").rename(folder / "gone")  # the second call reads the cache only
+    again = data.prepare(folder, tmp_path / "cache")
+    np.testing.assert_array_equal(again.keys, perf.keys)
+    times, pitches = data.read_onsets(folder / "gone/Set/piece0/Player0.mid")
+    a, b = perf.offsets[0], perf.offsets[1]
+    keep = (pitches >= 21) & (pitches <= 108)
+    np.testing.assert_array_equal(perf.keys[a:b], pitches[keep] - 21)
+
+
+def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pianogenie.cli import train_cmd
+    from pianogenie.train import load_checkpoint
+    fake_asap(tmp_path, pieces=12)
+    monkeypatch.setattr(data, "split_of", lambda c, t: ["train", "validation", "test"][int(c[-1:] or 0) % 3])
+    args = ["--out", str(tmp_path / "run"), "--data", str(tmp_path), "--cache", str(tmp_path / "cache"),
+            "--batch-size", "2", "--ckpt-every", "1", "--threads", "1"]
+    r = CliRunner().invoke(train_cmd, [*args, "--steps", "1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(train_cmd, [*args, "--steps", "2"])
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    assert ckpt["step"] == 2 and ckpt["config"]["batch_size"] == 2
