@@ -75,14 +75,16 @@ class TerminalKeyboard:
         self._thread = threading.Thread(target=self._run, name="genie-keyboard", daemon=True)
 
     def start(self) -> None:
+        # Switch to cbreak before returning, so no key typed after start-up is lost; the reading
+        # thread restores the saved settings on every way out.
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd, termios.TCSANOW)
         self._thread.start()
         log.info("keyboard: keys %r are buttons 0-7, %r quits", self.mapper.keys,
                  self.mapper.quit_key)
 
     def _run(self) -> None:
-        saved = termios.tcgetattr(self.fd)
         try:
-            tty.setcbreak(self.fd)
             while True:
                 due = self.mapper.next_due_ns()
                 timeout = None if due is None else max(0.0, (due - now_ns()) / 1e9)
@@ -102,7 +104,7 @@ class TerminalKeyboard:
                         if quit_:
                             self.on_quit()
         finally:
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
             for ev in self.mapper.release_all(now_ns()):
                 self.post(ev)
 
