@@ -7,14 +7,12 @@ import itertools
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from daemon.events import is_note_off as is_off
 from daemon.events import is_note_on as is_on
-from daemon.io.jack import DummyServer, server_info
 from daemon.io.loopback import GenieProcess, PortClient
 
 PLUGINS = Path(__file__).parent / "plugins"

@@ -32,16 +32,16 @@ import queue
 import random
 import re
 import statistics
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from daemon.io.child import start_child, stop_child
 
 SERVER_NAME = "genie-bench"
 PROBE_NAME = "bench probe"  # measuring client: ports "bench probe play:play", "... listen:listen"
@@ -240,34 +240,14 @@ class ThruClient:
     def __init__(self, name: str = THRU_NAME) -> None:
         from daemon.bench.thru_client import READY_MARK
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.bench.thru_client", "--name", name],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                if READY_MARK in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, name="bench-thru-log", daemon=True).start()
-        if not ready.wait(30) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("the thru client did not start:\n" + "\n".join(self.lines))
+        self.proc, self.lines = start_child(
+            [sys.executable, "-m", "daemon.bench.thru_client", "--name", name], READY_MARK, 30,
+            "the thru client")
         self.play_into = f"{name} in:in"
         self.listen_to = f"{name} out:out"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc)
 
 
 def _genie(workdir: Path, name: str, client: str, in_port: str, out_port: str,

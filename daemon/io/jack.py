@@ -15,13 +15,14 @@ import ctypes.util
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from daemon.io.child import stop_child
 
 log = logging.getLogger("genie.jack")
 
@@ -188,13 +189,7 @@ class DummyServer:
         return [line for line in text.splitlines() if "XRun" in line or "xrun" in line]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout_s=5)
         self.proc = None
         if getattr(self, "_log", None):
             self._log.close()

@@ -8,16 +8,15 @@ instead of sleeping.
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
 from daemon.events import now_ns
+from daemon.io.child import start_child, stop_child
 
 READY_MARK = "genie: ready"
 
@@ -35,22 +34,7 @@ class GenieProcess:
     def start(self, timeout_s: float = 60.0) -> "GenieProcess":
         cmd = [sys.executable, "-m", "daemon", *(["--config", self.config] if self.config else []),
                "run", "--no-keyboard", *self.args]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, **self.env})
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                self.log_lines.append(line.rstrip("\n"))
-                if READY_MARK in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, name="genie-log-reader", daemon=True).start()
-        if not ready.wait(timeout_s) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("genie run did not become ready:\n" + self.log)
+        self.proc, self.log_lines = start_child(cmd, READY_MARK, timeout_s, "genie run", self.env)
         return self
 
     @property
@@ -62,16 +46,7 @@ class GenieProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
         """Signal the daemon and wait for it; returns its exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_child(self.proc, sig, timeout_s)
 
 
 class PortClient:

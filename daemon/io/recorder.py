@@ -41,6 +41,7 @@ from pathlib import Path
 import mido
 
 from daemon.events import now_ns, valid_message
+from daemon.workers import lower_priority
 
 log = logging.getLogger("genie.recorder")
 
@@ -78,14 +79,6 @@ def default_output_for(journal: str | os.PathLike) -> Path:
     if journal.name.endswith(JOURNAL_SUFFIX) and len(journal.name) > len(JOURNAL_SUFFIX):
         return journal.with_name(journal.name[: -len(JOURNAL_SUFFIX)])
     return journal.with_name(journal.name + ".mid")
-
-
-def _lower_priority(nice: int = 10) -> None:
-    """Lower the calling thread's scheduling priority (Linux: per-thread nice); best effort."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (AttributeError, OSError):
-        pass
 
 
 # ---- journal -----------------------------------------------------------------------------------
@@ -325,7 +318,7 @@ class Recorder:
     # ---- the recorder thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        _lower_priority()
+        lower_priority()
         try:
             while True:
                 stopping = self._stopping.wait(self.flush_interval_s)
