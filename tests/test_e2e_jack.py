@@ -449,3 +449,18 @@ def test_port_names_are_stable_for_a_third_party_client(rig):
         assert "Genie out:Genie out" in listed
         assert not [p for p in listed if p.startswith(("Genie in-", "Genie out-"))], listed
         assert g.stop() == 0
+
+
+# ---- 11. an input port that goes away ----------------------------------------------------------
+
+
+@jack
+def test_a_lost_input_port_releases_what_it_was_holding(rig):
+    keyboard = rig.client(target_in=None, target_out=None)  # a USB keyboard, say
+    rig.genie(config_text(midi=f'echo_window_ms = 0\ninputs = ["{keyboard.name} play:*"]'))
+    listener = rig.client()
+    keyboard.send((NOTE_ON, 61, 90))
+    assert listener.take(1) == [(NOTE_ON, 61, 90)]
+    rig.clients.remove(keyboard)
+    keyboard.close()  # unplugged while the key is down
+    assert listener.take(1, timeout_s=5) == [(NOTE_OFF, 61, 0)]  # noticed within about a second
