@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
 import click
 
@@ -21,6 +22,8 @@ COMMANDS = {
     "doctor": ("daemon.commands.doctor", "doctor"),
     "train": ("daemon.commands.train", "train"),
     "bench": ("daemon.commands.bench", "bench"),
+    "eval": ("daemon.commands.eval", "eval_"),
+    "export": ("daemon.commands.export", "export"),
 }
 
 
@@ -35,15 +38,45 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, ConfigError, PortError, ProcessorError)
 
 
-class LazyGroup(click.Group):
+def _plugin_commands(group: str) -> dict:
+    """Entry points of ``group``, by name (not loaded)."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def _load_plugin(ep) -> click.Command:
+    try:
+        return ep.load()
+    except Exception as exc:  # a broken plug-in must not take the other commands down
+        raise UserError(f"command {ep.name!r} from {ep.value} failed to import: {exc}") from exc
+
+
+class PluginGroup(click.Group):
+    """A click group whose subcommands can also come from the entry-point group ``genie.<name>``
+    (e.g. ``genie.train``: a model package adds ``genie train <model>`` without the daemon
+    importing it). Plug-ins are loaded only when their command runs or help lists them."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(set(super().list_commands(ctx)) | set(_plugin_commands(f"genie.{self.name}")))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module, attr = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in (eps := _plugin_commands(f"genie.{self.name}")):
+            cmd = _load_plugin(eps[name])
+        return cmd
+
+
+class LazyGroup(click.Group):
+    """The top level: built-in commands by module, plus plug-ins from ``genie.commands``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(_plugin_commands("genie.commands")))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module, attr = COMMANDS[name]
+            return getattr(importlib.import_module(module), attr)
+        plugins = _plugin_commands("genie.commands")
+        return _load_plugin(plugins[name]) if name in plugins else None
 
 
 class State:

@@ -11,13 +11,15 @@ import sys
 
 import click
 
+from daemon.cli import PluginGroup
+
 
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True,
                         help="Print one JSON object with the figures instead of a table.")(fn)
 
 
-@click.group()
+@click.group(cls=PluginGroup)
 def bench() -> None:
     """Benchmarks on real MIDI ports (a private JACK dummy server); each takes --json."""
 

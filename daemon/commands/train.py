@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from daemon.cli import PluginGroup
+
 import daemon
 from daemon.processors.markov_model import MarkovConfig
 
@@ -42,7 +44,7 @@ def _describe(data: Path) -> str:
         return data.name
 
 
-@click.group()
+@click.group(cls=PluginGroup)
 def train() -> None:
     """Train a model and write its weights (and metrics) for a processor to load."""
 
