@@ -19,13 +19,13 @@ import time
 import pytest
 
 evdev = pytest.importorskip("evdev")
-from evdev import InputEvent  # noqa: E402
-from evdev import ecodes as e  # noqa: E402
-from evdev.device import AbsInfo, DeviceInfo  # noqa: E402
+from evdev import InputEvent
+from evdev import ecodes as e
+from evdev.device import AbsInfo, DeviceInfo
 
-from daemon.events import ButtonEvent, now_ns  # noqa: E402
-from daemon.io import gamepad as g  # noqa: E402
-from daemon.io.gamepad import (  # noqa: E402
+from daemon.events import ButtonEvent, now_ns
+from daemon.io import gamepad as g
+from daemon.io.gamepad import (
     GamepadSettings,
     GamepadSource,
     PadChange,

@@ -30,6 +30,7 @@ import ctypes
 import errno
 import fcntl
 import fnmatch
+import itertools
 import logging
 import os
 import selectors
@@ -991,7 +992,7 @@ class Inotify:
 
 def report_interval_ms(times_ns: list[int]) -> float | None:
     """Median time between successive reports (SYN_REPORT stamps); None under 4 reports."""
-    gaps = sorted(b - a for a, b in zip(times_ns, times_ns[1:]) if b > a)
+    gaps = sorted(b - a for a, b in itertools.pairwise(times_ns) if b > a)
     if len(gaps) < 3:
         return None
     return gaps[len(gaps) // 2] / 1e6
@@ -1034,8 +1035,8 @@ def probe_controllers(listen_s: float = 1.0, dev_dir: str = "/dev/input",
         why = evdev_available()
         if why:
             return [("warn", "gamepads: python-evdev is not installed",
-                     "pip install 'genie[evdev]' (needs gcc and the kernel headers: apt install "
-                     "gcc linux-libc-dev) or apt install python3-evdev")]
+                     ("pip install 'genie[evdev]' (needs gcc and the kernel headers: apt install "
+                      "gcc linux-libc-dev) or apt install python3-evdev"))]
     try:
         found, refused = open_controllers(dev_dir, opener or open_evdev)
     except FileNotFoundError:
@@ -1056,8 +1057,8 @@ def probe_controllers(listen_s: float = 1.0, dev_dir: str = "/dev/input",
         ms = report_interval_ms(times[dev.fileno()])
         what = f"gamepad {dev.name} ({path}): layout {lay.name}"
         if ms is None:
-            out.append(("ok", f"{what}; too few reports in {listen_s:.0f} s to measure its rate "
-                              "(move a stick while `genie doctor` runs)", ""))
+            out.append(("ok", (f"{what}; too few reports in {listen_s:.0f} s to measure its "
+                               "rate (move a stick while `genie doctor` runs)"), ""))
         else:
             fix = ("a HID pad whose report descriptor says Joystick polls faster with the usbhid "
                    "option jspoll=1 (see README, Gamepads)") if ms > 4.5 else ""

@@ -1,0 +1,131 @@
+"""``genie learn``: press the 8 buttons in turn, low to high; the map is kept in Genie's state
+directory and ``genie run`` uses it for that controller from then on."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from daemon.cli import UserError
+from daemon.io.learn import N_BUTTONS, Learner, learned_path, save_learned
+
+NAMES = ["lowest", "2nd", "3rd", "4th", "5th", "6th", "7th", "highest"]
+
+
+def learn_buttons(pads: list[tuple[Any, str, set[int], dict]], echo: Callable[[str], None],
+                  timeout_s: float, n: int = N_BUTTONS) -> tuple[str, list[str]]:
+    """Read the pads until ``n`` distinct controls of one of them were pressed, one at a time.
+
+    ``pads`` as ``open_controllers`` gives them. Returns (device name, control names). Raises
+    UserError on a timeout (``timeout_s`` without a new button) or when every pad went away."""
+    from daemon.io.gamepad import (
+        EVENT,
+        READ_EVENTS,
+        PadParser,
+        all_controls_layout,
+        decode_events,
+    )
+
+    parsers = {}
+    sel = selectors.DefaultSelector()
+    for dev, _, keys, axes in pads:
+        fd = dev.fileno()
+        layout = all_controls_layout(keys, axes)
+        parsers[fd] = (dev, PadParser(layout, ranges={c: (lo, hi) for c, (_, lo, hi) in
+                                                      axes.items()}, threshold=0.6))
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    learner = Learner(n)
+    prompt_due = False  # the next prompt comes once the learned button is let go
+    echo(f"Press the {NAMES[0]} button (button 0)")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not learner.done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise UserError(f"genie learn: no new button within {timeout_s:.0f} s; nothing saved")
+            if not sel.get_map():
+                raise UserError("genie learn: every controller went away; nothing saved")
+            for key, _ in sel.select(left):
+                dev, parser = parsers[key.fd]
+                try:
+                    data = os.read(key.fd, EVENT.size * READ_EVENTS)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    echo(f"{dev.name} went away")
+                    sel.unregister(key.fd)
+                    continue
+                for ev in decode_events(data[:len(data) - len(data) % EVENT.size]):
+                    for ch in parser.feed(ev):
+                        control = parser.layout.buttons[ch.button][0].name
+                        if not ch.pressed:
+                            learner.release(dev.name, control)
+                            if prompt_due and not learner.holding and learner.button < n:
+                                prompt_due = False
+                                echo(f"Press the {NAMES[learner.button]} button "
+                                     f"(button {learner.button})")
+                            continue
+                        before = learner.button
+                        what = learner.press(dev.name, control)
+                        if what == "learned":
+                            echo(f"  button {before}: {control} on {dev.name}")
+                            deadline = time.monotonic() + timeout_s
+                            prompt_due = True
+                        elif what == "upgraded":
+                            echo(f"  button {before - 1}: {control} (analog: velocity from depth)")
+                        elif what == "used":
+                            echo(f"  {control} is already button "
+                                 f"{learner.controls.index(control)}; press another")
+                        elif what == "other device":
+                            echo(f"  that was {dev.name}; keep to {learner.device}")
+                    if parser.needs_resync:
+                        parser.release_all(0)
+    finally:
+        sel.close()
+    return learner.device or "", list(learner.controls)
+
+
+@click.command()
+@click.option("--device", "-d", default="*", show_default=True,
+              help="Only controllers whose name or path matches this glob.")
+@click.option("--timeout", default=60.0, show_default=True,
+              help="Seconds to wait for each button before giving up.")
+@click.option("--dev-dir", default="/dev/input", hidden=True)
+def learn(device: str, timeout: float, dev_dir: str) -> None:
+    """Teach Genie a controller: press its 8 buttons in turn, lowest first."""
+    import fnmatch
+
+    from daemon.io.gamepad import PERMISSION_HINT, evdev_available, open_controllers
+
+    why = evdev_available()
+    if why:
+        raise UserError(f"genie learn: {why}")
+    try:
+        found, refused = open_controllers(dev_dir)
+    except FileNotFoundError:
+        raise UserError(f"genie learn: no {dev_dir} on this machine: no game controllers") from None
+    pads = [p for p in found if fnmatch.fnmatchcase(p[0].name, device)
+            or fnmatch.fnmatchcase(p[1], device)]
+    for p in found:
+        if p not in pads:
+            p[0].close()
+    if not pads:
+        hint = f" (no permission to read {', '.join(refused)}: {PERMISSION_HINT})" if refused else ""
+        raise UserError(f"genie learn: no game controller found{hint}")
+    click.echo("Controllers: " + ", ".join(f"{p[0].name} ({p[1]})" for p in pads))
+    try:
+        name, controls = learn_buttons(pads, click.echo, timeout)
+    finally:
+        for p in pads:
+            p[0].close()
+    path = save_learned(name, controls)
+    click.echo(f"Saved the map for {name} to {path}; `genie run` plays it from now on "
+               f"(delete it from {learned_path().name} to go back to the default layout).")
