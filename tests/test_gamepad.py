@@ -440,14 +440,15 @@ def test_device_thread_posts_presses_with_event_times_and_releases_on_unplug(tmp
         # A stamp from a second ago (a clock gone wrong) is replaced by the arrival time.
         pad.send(key(e.BTN_TR), t_ns=time.clock_gettime_ns(time.CLOCK_REALTIME) - 5_000 * MS)
         assert rig.next().time_ns >= before
-        # Unplugged mid-press: every held button is released, then the source is reported lost.
+        # Unplugged mid-press: the node goes, reading fails; every held button is released, then
+        # the source is reported lost.
+        os.unlink(rig.dir / "event3")
         pad.unplug()
         released = {(ev.button, ev.pressed) for ev in (rig.next(), rig.next(), rig.next())}
         assert released == {(1, False), (6, False), (7, False)}
         assert rig.lost.get(timeout=5) == "gamepad:Microsoft X-Box 360 pad"
         assert pad.closed and rig.src.sources() == []
         # Plugged in again (a new node): picked up through the directory watch, no restart.
-        os.unlink(rig.dir / "event3")
         rig.plug("event4", XPAD_360)
         pad2 = rig.wait_open("event4")
         pad2.send(ab(e.ABS_HAT0X, 1))
@@ -548,3 +549,23 @@ def test_report_interval_and_doctor_probe(tmp_path):
     assert "layout playstation; reports every 8.0 ms (125 Hz)" in text and "jspoll=1" in text
     assert g.probe_controllers(0.1, str(tmp_path / "nothing"), opener)[0][1].startswith(
         "gamepads: no ")
+
+
+def test_unplugged_and_back_on_the_same_node_before_the_read_noticed(tmp_path):
+    rig = Rig(tmp_path)
+    rig.plug("event0", SWITCH_PRO)
+    rig.src.start()
+    try:
+        pad = rig.wait_open("event0")
+        pad.send(key(e.BTN_TL))
+        assert rig.next().pressed
+        pad.unplug()  # the node is already back (a new device) when the old read fails
+        assert not rig.next().pressed
+        assert rig.lost.get(timeout=5) == "gamepad:Nintendo Switch Pro Controller"
+        pad2 = rig.wait_open("event0")
+        pad2.send(key(e.BTN_TR))
+        ev = rig.next()
+        assert (ev.source, ev.button, ev.pressed) == ("gamepad:Nintendo Switch Pro Controller", 6,
+                                                      True)
+    finally:
+        rig.src.stop()
