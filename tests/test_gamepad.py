@@ -569,3 +569,38 @@ def test_unplugged_and_back_on_the_same_node_before_the_read_noticed(tmp_path):
                                                       True)
     finally:
         rig.src.stop()
+
+
+def test_unplug_mid_chord_leaves_no_note_sounding_in_the_engine(tmp_path):
+    """The gamepad thread's events and its lost source, through EngineCore as the engine thread
+    applies them (events, then lost sources), with the thru processor playing."""
+    from daemon.config import parse_config
+    from daemon.core import EngineCore, Slot
+    from daemon.processor import Context
+    from daemon.processors.thru import ThruProcessor
+
+    cfg = parse_config({"processor": [{"name": "thru", "inputs": ["gamepad:*"]}]})
+    proc = ThruProcessor()
+    proc.start(Context("thru", {}))
+    core = EngineCore(cfg, [Slot(cfg.processors[0], proc)])
+    rig = Rig(tmp_path)
+    rig.plug("event0", DUALSENSE)
+    rig.src.start()
+    try:
+        pad = rig.wait_open("event0")
+        pad.send(key(e.BTN_WEST), key(e.BTN_TL), ab(e.ABS_RZ, 255))
+        events = [rig.next() for _ in range(3)]
+        pad.unplug()
+        events += [rig.next() for _ in range(3)]
+        lost = rig.lost.get(timeout=5)
+    finally:
+        rig.src.stop()
+    sent = []
+    for ev in events:
+        core.feed(ev, ev.time_ns)
+        sent += core.tick(ev.time_ns)
+    core.source_lost(lost, now_ns())
+    sent += core.tick(now_ns() + 1_000 * MS)
+    on = [m for _, m in sent if m[0] & 0xF0 == 0x90 and m[2] > 0]
+    off = [m for _, m in sent if m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0)]
+    assert len(on) == 3 and sorted(m[1] for m in on) == sorted(m[1] for m in off)
