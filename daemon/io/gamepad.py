@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import fnmatch
 import itertools
 import logging
@@ -525,6 +524,8 @@ def use_monotonic_clock(fd: int) -> int:
     """Ask the kernel to stamp this device's events with CLOCK_MONOTONIC; the offset to add.
 
     Falls back to the wall clock (the default) when the ioctl fails."""
+    import fcntl  # POSIX only; the tables above also load where there is none (config checks)
+
     try:
         fcntl.ioctl(fd, EVIOCSCLOCKID, struct.pack("i", time.CLOCK_MONOTONIC))
         return clock_offset_ns(time.CLOCK_MONOTONIC)
