@@ -22,6 +22,7 @@ COMMANDS = {
     "doctor": ("daemon.commands.doctor", "doctor"),
     "train": ("daemon.commands.train", "train"),
     "bench": ("daemon.commands.bench", "bench"),
+    "learn": ("daemon.commands.learn", "learn"),
     "eval": ("daemon.commands.eval", "eval_"),
     "export": ("daemon.commands.export", "export"),
 }

@@ -52,6 +52,17 @@ class KeyboardConfig:
 
 
 @dataclass
+class GamepadConfig:
+    enabled: str = "auto"  # auto (when python-evdev is installed and /dev/input exists) | on | off
+    grab: bool = False  # exclusive access: presses do not reach the console or other programs
+    devices: list[str] = field(default_factory=lambda: ["*"])  # device name or path globs
+    layout: str = "auto"  # auto | xbox | playstation | switch | 8bitdo | generic | arcade
+    trigger_threshold: float = 0.5  # a trigger (or a stick used as D-pad) presses past this depth
+    trigger_hysteresis: float = 0.15  # ... and releases below threshold - hysteresis
+    maps: dict[str, Any] = field(default_factory=dict)  # layout or device-name glob -> 8 controls
+
+
+@dataclass
 class RecordConfig:
     path: str = ""
     flush_interval_s: float = 1.0
@@ -77,6 +88,7 @@ class Config:
     midi: MidiConfig = field(default_factory=MidiConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
+    gamepad: GamepadConfig = field(default_factory=GamepadConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     processors: list[ProcessorConfig] = field(default_factory=lambda: [ProcessorConfig()])
 
@@ -119,7 +131,7 @@ def parse_config(raw: dict[str, Any], path: str = "<config>") -> Config:
     """Validate a parsed TOML document into a Config."""
     cfg = Config(path=path)
     sections = {"midi": MidiConfig, "engine": EngineConfig, "keyboard": KeyboardConfig,
-                "record": RecordConfig}
+                "gamepad": GamepadConfig, "record": RecordConfig}
     for key, value in raw.items():
         if key in sections:
             setattr(cfg, key, _build(sections[key], value, key, path))
@@ -188,6 +200,20 @@ def _check(cfg: Config, path: str) -> None:
         fail("keyboard.enabled", "must be auto, on or off")
     if len(cfg.keyboard.keys) != 8:
         fail("keyboard.keys", "must name exactly 8 keys")
+    pad = cfg.gamepad
+    if pad.enabled not in ("auto", "on", "off"):
+        fail("gamepad.enabled", "must be auto, on or off")
+    if pad.layout not in ("auto", "xbox", "playstation", "switch", "8bitdo", "generic", "arcade"):
+        fail("gamepad.layout", "must be auto, xbox, playstation, switch, 8bitdo, generic or arcade")
+    if not 0 < pad.trigger_threshold <= 1:
+        fail("gamepad.trigger_threshold", "must be above 0 and at most 1")
+    if not 0 <= pad.trigger_hysteresis < pad.trigger_threshold:
+        fail("gamepad.trigger_hysteresis", "must be at least 0 and below trigger_threshold")
+    from daemon.io.gamepad import check_maps  # a pure table of control names; no evdev import
+
+    why = check_maps(pad.maps)
+    if why:
+        raise ConfigError(f"config {path}: key {why.split(':')[0]!r}:{why.split(':', 1)[1]}")
     if not cfg.processors:
         fail("processor", "configure at least one [[processor]]")
     labels: set[str] = set()

@@ -67,6 +67,12 @@ class Engine:
             self.queue.push(ev)
         self._wake.set()
 
+    def source_lost(self, source: str) -> None:
+        """A source went away (an unplugged gamepad): the engine releases what it held."""
+        with self._lock:
+            self._lost.append(source)
+        self._wake.set()
+
     def submit(self, job, owner: str) -> Handle:
         return self.worker.submit(job, owner)
 
@@ -167,9 +173,7 @@ class Engine:
                 for port in [p for p in external if p.name not in names]:
                     log.warning("input port %r went away; releasing its notes", port.name)
                     external.remove(port)
-                    with self._lock:
-                        self._lost.append(port.name)
-                    self._wake.set()
+                    self.source_lost(port.name)
             now = dict(self.counters.values)
             changed = {k: v - last.get(k, 0) for k, v in now.items() if v != last.get(k, 0)}
             if changed:

@@ -107,10 +107,17 @@ def check_permissions() -> list[Finding]:
                           "add yourself to the audio group)")]
 
 
+def check_gamepads(listen_s: float = 1.0) -> list[Finding]:
+    """Game controllers found, their layout and observed report rate; permission problems."""
+    from daemon.io.gamepad import probe_controllers
+
+    return [Finding(level, what, fix) for level, what, fix in probe_controllers(listen_s)]
+
+
 @click.command()
 @click.pass_obj
 def doctor(state) -> None:
-    """Check MIDI backends, JACK buffer size, model files and licences, permissions."""
+    """Check MIDI backends, JACK buffer size, model files and licences, permissions, gamepads."""
     findings: list[Finding] = []
     try:
         cfg = state.config
@@ -119,7 +126,7 @@ def doctor(state) -> None:
     except Exception as exc:  # doctor reports a bad config instead of stopping at it
         findings.append(Finding("fail", f"{exc}", "fix the config file"))
         api = "auto"
-    findings += check_midi(api) + check_processors() + check_permissions()
+    findings += check_midi(api) + check_processors() + check_permissions() + check_gamepads()
     marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
     for f in findings:
         click.echo(f"[{marks[f.level]}] {f.what}")

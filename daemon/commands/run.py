@@ -184,6 +184,18 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
         keyboard = TerminalKeyboard(engine.post, engine.request_stop, cfg.keyboard.keys,
                                     cfg.keyboard.gate_ms, cfg.keyboard.quit_key)
 
+    gamepads = None
+    if cfg.gamepad.enabled == "on" or (cfg.gamepad.enabled == "auto"
+                                       and os.path.isdir("/dev/input")):
+        from daemon.io.gamepad import GamepadSource, GamepadUnavailable
+
+        try:
+            gamepads = GamepadSource(engine.post, engine.source_lost, cfg.gamepad)
+        except GamepadUnavailable as exc:
+            if cfg.gamepad.enabled == "on":
+                raise UserError(f"gamepad: {exc}") from None
+            log.info("no gamepads: %s", exc)
+
     from daemon import runtime
 
     if "torch" in sys.modules:  # a processor loaded a model: one intra-op thread, no oversubscription
@@ -192,6 +204,8 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
     engine.start()
     if keyboard:
         keyboard.start()
+    if gamepads:
+        gamepads.start()
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
              ", ".join(p.name for p in inputs) or "keyboard",
              ", ".join(s.label for s in slots), ", ".join(outputs), api, cfg.midi.send_ahead_ms)
@@ -200,6 +214,8 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
     finally:
         if keyboard:
             keyboard.stop()
+        if gamepads:
+            gamepads.stop()  # posts the releases of held buttons while the engine still runs
         engine.stop()  # the engine thread sends note-offs, sustain off, all-notes-off first
         counters = engine.counters.values
         log.info("stopped%s", (": " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
