@@ -11,9 +11,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from daemon.io.midi_buttons import default_buttons, is_default, parse_buttons
+
 DEFAULT_BUTTON_NOTES = [60, 62, 64, 65, 67, 69, 71, 72]  # the white keys C4..C5
 PASSTHROUGH_KINDS = ("pitchbend", "modwheel", "aftertouch", "sustain")
-INT_LISTS = frozenset({"buttons", "panic_buttons"})
+INT_LISTS = frozenset({"panic_buttons"})
 
 
 class ConfigError(Exception):
@@ -38,6 +40,7 @@ class EngineConfig:
     seed: int = 0
     idle_interval_ms: float = 2.0
     switch: str = "none"  # none (all processors play) | program (Program Change n picks the n-th)
+    switch_cc: int = -1  # a CC number whose value n picks the n-th processor (one plays); -1 off
     panic_cc: int = -1  # a CC number whose value > 0 triggers panic; -1 off
     panic_buttons: list[int] = field(default_factory=lambda: [0, 3, 4, 7])  # held together: panic
     stress_worker: bool = False  # keep a worker thread busy (latency benchmarks)
@@ -74,7 +77,8 @@ class ProcessorConfig:
     label: str = ""  # defaults to name; must be unique
     inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard"
     channel: int = 0  # input channel filter 1-16; 0 = omni
-    buttons: list[int] = field(default_factory=lambda: list(DEFAULT_BUTTON_NOTES))
+    # 8 controls low to high: a preset ("white-keys", "pads") or notes / "cc:N" (io/midi_buttons)
+    buttons: list[int | str] = field(default_factory=default_buttons)
     output: str = "Genie out"
     out_channel: int = 1
     clock: bool = False
@@ -159,6 +163,8 @@ def _build(cls: type, table: Any, where: str, path: str) -> Any:
             ok = isinstance(value, bool)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
+        elif key == "buttons":  # a preset name or 8 controls: parse_buttons checks in _check
+            ok = True
         elif isinstance(default, list):
             item = int if key in INT_LISTS else str
             ok = isinstance(value, list) and all(
@@ -194,6 +200,8 @@ def _check(cfg: Config, path: str) -> None:
         fail("engine.switch", f"must be none or program, got {cfg.engine.switch!r}")
     if not -1 <= cfg.engine.panic_cc <= 127:
         fail("engine.panic_cc", "must be -1 (off) or 0-127")
+    if not -1 <= cfg.engine.switch_cc <= 119:
+        fail("engine.switch_cc", "must be -1 (off) or 0-119")
     if any(not 0 <= b <= 7 for b in cfg.engine.panic_buttons):
         fail("engine.panic_buttons", "buttons are numbered 0-7")
     if cfg.keyboard.enabled not in ("auto", "on", "off"):
@@ -227,8 +235,14 @@ def _check(cfg: Config, path: str) -> None:
             fail(f"{where}.channel", "must be 0 (omni) or 1-16")
         if not 1 <= p.out_channel <= 16:
             fail(f"{where}.out_channel", "must be 1-16")
-        if len(p.buttons) != 8 or any(not 0 <= n <= 127 for n in p.buttons):
-            fail(f"{where}.buttons", "must list 8 MIDI notes 0-127")
+        try:
+            if not is_default(p.buttons):
+                p.buttons = parse_buttons(p.buttons)
+        except ValueError as exc:
+            fail(f"{where}.buttons", str(exc))
+        for cc in sorted(n for n in (cfg.engine.panic_cc, cfg.engine.switch_cc)
+                         if f"cc:{n}" in p.buttons):
+            fail(f"{where}.buttons", f"cc:{cc} is also engine.panic_cc or engine.switch_cc")
         for kind in p.passthrough:
             if kind not in PASSTHROUGH_KINDS:
                 fail(f"{where}.passthrough", f"unknown kind {kind!r} (know {', '.join(PASSTHROUGH_KINDS)})")

@@ -35,6 +35,7 @@ from daemon.events import (
     Out,
     valid_message,
 )
+from daemon.io import midi_buttons
 from daemon.processor import Processor
 from daemon.scheduler import Scheduler, Sent
 
@@ -52,6 +53,10 @@ class Slot:
     proc: Processor
     active: bool = True
     held_buttons: dict[tuple[str, int], int] = field(default_factory=dict)  # (source, button) -> pitch key
+
+    def __post_init__(self) -> None:
+        # note -> button, CC number -> button (daemon.io.midi_buttons)
+        self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.cfg.buttons)
 
     @property
     def label(self) -> str:
@@ -100,7 +105,7 @@ class EngineCore:
         self._later: list[tuple[int, int, Event]] = []
         self._seq = itertools.count()
         self.outbox: list[Sent] = []
-        if cfg.engine.switch == "program":
+        if cfg.engine.switch == "program" or cfg.engine.switch_cc >= 0:  # one plays at a time
             for i, s in enumerate(slots):
                 s.active = i == 0
 
@@ -140,6 +145,9 @@ class EngineCore:
         if status == PROGRAM_CHANGE and self.cfg.engine.switch == "program":
             self.switch(msg[1], now_ns)
             return
+        if status == CONTROL_CHANGE and msg[1] == self.cfg.engine.switch_cc:
+            self.switch(msg[2], now_ns)
+            return
         for slot in self.slots:
             if not slot.active or not slot.takes(ev.source):
                 continue
@@ -150,11 +158,18 @@ class EngineCore:
                 continue
             if slot.cfg.channel and channel != slot.cfg.channel - 1:
                 continue
-            if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.cfg.buttons:
-                button = slot.cfg.buttons.index(msg[1])
-                bev = ButtonEvent(ev.time_ns, ev.source, button, ev.is_note_on,
-                                  msg[2] if ev.is_note_on else None)
+            if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.note_buttons:
+                bev = ButtonEvent(ev.time_ns, ev.source, slot.note_buttons[msg[1]],
+                                  ev.is_note_on, msg[2] if ev.is_note_on else None)
                 self._call(slot, slot.proc.on_event, bev, now_ns)
+                continue
+            if status == CONTROL_CHANGE and msg[1] in slot.cc_buttons:
+                # down from 64, up below; only the crossing counts (a knob presses once)
+                button = slot.cc_buttons[msg[1]]
+                pressed = msg[2] >= midi_buttons.CC_PRESS
+                if pressed != ((ev.source, button) in slot.held_buttons):
+                    self._call(slot, slot.proc.on_event,
+                               ButtonEvent(ev.time_ns, ev.source, button, pressed), now_ns)
                 continue
             kind = _passthrough_kind(msg)
             if kind is not None and kind in slot.cfg.passthrough:
@@ -165,7 +180,8 @@ class EngineCore:
 
     def _feed_button(self, ev: ButtonEvent, now_ns: int) -> None:
         if self.record:
-            note = self.cfg.processors[0].buttons[ev.button] if self.cfg.processors else 60 + ev.button
+            note = midi_buttons.note_for(self.cfg.processors[0].buttons if self.cfg.processors
+                                         else [], ev.button)
             msg = (NOTE_ON, note, ev.velocity or 100) if ev.pressed else (NOTE_OFF, note, 0)
             self.record("in", ev.time_ns, ev.source, msg)
         if ev.pressed:
@@ -229,7 +245,8 @@ class EngineCore:
             self.scheduler.push(max(out.due_ns, 0), slot.cfg.output, msg, (slot.label, out.voice))
 
     def switch(self, index: int, now_ns: int) -> None:
-        """Program Change: make the ``index``-th processor the one that plays (all stay warm)."""
+        """Program Change (or ``engine.switch_cc``): make the ``index``-th processor the one that
+        plays (all stay warm); the old one's notes end."""
         if not 0 <= index < len(self.slots) or self.slots[index].active:
             return
         for slot in self.slots:

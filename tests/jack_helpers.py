@@ -98,7 +98,8 @@ class Rig:
         """Environment for ``genie`` subprocesses: a private runtime dir (pid file), the plug-in."""
         path = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH", "")) if p)
         return {"XDG_RUNTIME_DIR": str(self.runtime_dir), "PYTHONPATH": path,
-                "XDG_CONFIG_HOME": str(self.tmp_path / "xdg-config")}
+                "XDG_CONFIG_HOME": str(self.tmp_path / "xdg-config"),
+                "XDG_STATE_HOME": str(self.tmp_path / "xdg-state")}  # no learned maps of the user
 
     def write_config(self, text: str) -> Path:
         path = self.tmp_path / f"genie-{len(self.daemons)}.toml"

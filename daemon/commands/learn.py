@@ -1,5 +1,8 @@
 """``genie learn``: press the 8 buttons in turn, low to high; the map is kept in Genie's state
-directory and ``genie run`` uses it for that controller from then on."""
+directory and ``genie run`` uses it for that controller from then on.
+
+``genie learn --midi PORT`` learns 8 notes or CCs from a MIDI controller instead; that map replaces
+the default ``buttons`` of every ``[[processor]]`` (not one the config sets)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 import click
 
 from daemon.cli import UserError
-from daemon.io.learn import N_BUTTONS, Learner, learned_path, save_learned
+from daemon.io.learn import N_BUTTONS, Learner, learned_path, save_learned, save_learned_midi
 
 NAMES = ["lowest", "2nd", "3rd", "4th", "5th", "6th", "7th", "highest"]
 
@@ -93,15 +96,84 @@ def learn_buttons(pads: list[tuple[Any, str, set[int], dict]], echo: Callable[[s
     return learner.device or "", list(learner.controls)
 
 
+MIDI_POLL_S = 0.002  # learning is interactive: a short sleep between drains of rtmidi's queue
+
+
+def learn_midi_buttons(port: Any, echo: Callable[[str], None], timeout_s: float,
+                       n: int = N_BUTTONS) -> list[int | str]:
+    """Read a MIDI input until ``n`` distinct notes or CCs were pressed, one at a time.
+
+    ``port`` is a ``daemon.io.midi.MidiInput`` (anything with ``name`` and ``drain``). A note-on
+    presses, its note-off releases; a CC presses at 64 and up, releases below. Raises UserError
+    when ``timeout_s`` passes without a new button."""
+    from daemon.io.midi_buttons import control_of, describe
+
+    learner = Learner(n)
+    prompt_due = False
+    echo(f"Press the {NAMES[0]} button (button 0) on {port.name}")
+    deadline = time.monotonic() + timeout_s
+    while not learner.done:
+        if time.monotonic() > deadline:
+            raise UserError(f"genie learn: no new button within {timeout_s:.0f} s; nothing saved")
+        burst = port.drain(256)
+        if not burst:
+            time.sleep(MIDI_POLL_S)
+            continue
+        for msg, _ in burst:
+            got = control_of(msg)
+            if got is None:
+                continue
+            control, pressed = got
+            name = str(control)  # the Learner keys controls by name
+            if not pressed:
+                learner.release(port.name, name)
+                if prompt_due and not learner.holding and learner.button < n:
+                    prompt_due = False
+                    echo(f"Press the {NAMES[learner.button]} button (button {learner.button})")
+                continue
+            before = learner.button
+            what = learner.press(port.name, name)
+            if what == "learned":
+                echo(f"  button {before}: {describe(control)}")
+                deadline = time.monotonic() + timeout_s
+                prompt_due = True
+            elif what == "used":
+                echo(f"  {describe(control)} is already button "
+                     f"{learner.controls.index(name)}; press another")
+    return [int(c) if c.isdigit() else c for c in learner.controls]
+
+
+def _learn_midi(pattern: str, api: str, timeout: float) -> None:
+    from daemon.io.midi import MidiInput, choose_api
+
+    port = MidiInput.open(choose_api(api), pattern, virtual=False)  # PortError: one line
+    try:
+        controls = learn_midi_buttons(port, click.echo, timeout)
+    finally:
+        port.close()
+    path = save_learned_midi(port.name, controls)
+    click.echo(f"Saved the MIDI button map to {path}; `genie run` plays it from now on wherever "
+               "a [[processor]] leaves `buttons` unset (delete the \"midi\" entry to go back).")
+
+
 @click.command()
 @click.option("--device", "-d", default="*", show_default=True,
               help="Only controllers whose name or path matches this glob.")
+@click.option("--midi", "midi_port", metavar="PORT",
+              help="Learn 8 notes or CCs from this MIDI input port (name or glob; see "
+                   "`genie ports`) instead of a game controller.")
+@click.option("--api", type=click.Choice(["auto", "alsa", "jack", "coremidi"]), default="auto",
+              show_default=True, help="MIDI API for --midi.")
 @click.option("--timeout", default=60.0, show_default=True,
               help="Seconds to wait for each button before giving up.")
 @click.option("--dev-dir", default="/dev/input", hidden=True)
-def learn(device: str, timeout: float, dev_dir: str) -> None:
+def learn(device: str, midi_port: str | None, api: str, timeout: float, dev_dir: str) -> None:
     """Teach Genie a controller: press its 8 buttons in turn, lowest first."""
     import fnmatch
+
+    if midi_port:
+        _learn_midi(midi_port, api, timeout)
+        return
 
     from daemon.io.gamepad import PERMISSION_HINT, evdev_available, open_controllers
 

@@ -131,12 +131,31 @@ def _send_ahead_ms(cfg: Config, api: str) -> float:
     return 0.0
 
 
+def _use_learned_midi_buttons(cfg: Config) -> None:
+    """A map from ``genie learn --midi`` replaces the default buttons (not configured ones)."""
+    from daemon.io.learn import load_learned_midi
+    from daemon.io.midi_buttons import to_names, use_learned
+
+    learned = load_learned_midi()
+    if learned is None:
+        return
+    port, controls = learned
+    changed = use_learned(cfg.processors, controls)
+    if changed:
+        log.info("buttons: the map learned on %r (%s) for %s", port,
+                 " ".join(to_names(controls)), ", ".join(changed))
+    else:
+        log.info("buttons: every [[processor]] sets its own; the map learned on %r is not used",
+                 port)
+
+
 def _run(cfg: Config, api: str, stack: ExitStack) -> None:
     from daemon.core import Slot  # noqa: F401  (engine imports stay below the config checks)
     from daemon.engine import Engine
     from daemon.session import build_slots
 
     cfg.midi.send_ahead_ms = _send_ahead_ms(cfg, api)
+    _use_learned_midi_buttons(cfg)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     engine_ref: list[Engine] = []
     slots = build_slots(cfg, submit_for=lambda label: (

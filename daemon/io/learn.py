@@ -6,10 +6,17 @@ be read-only, and a learned map is something the musician did, not something the
 else ``$XDG_STATE_HOME/genie``, else ``~/.local/state/genie``; the file is ``buttons.json``::
 
     {"version": 1,
-     "gamepads": {"Xbox Wireless Controller": ["ABS_Z", "BTN_TL", ...8 control names]}}
+     "gamepads": {"Xbox Wireless Controller": ["ABS_Z", "BTN_TL", ...8 control names]},
+     "midi": {"port": "nanoPAD2:nanoPAD2 MIDI 1", "buttons": ["note:36", "cc:20", ...8]}}
 
 Control names are those of ``daemon.io.gamepad`` (``BTN_SOUTH``, ``ABS_HAT0X-``, ``ABS_Z``).
 A learned map wins over the default layout for a device of that name.
+
+The ``midi`` map (``genie learn --midi PORT``; controls as in ``daemon.io.midi_buttons``) is one
+map for every MIDI input: ALSA port names carry client numbers that change between boots, so the
+port is kept for information only. It replaces the *default* ``buttons`` of every
+``[[processor]]``, never a ``buttons`` the config sets: an explicit value is a decision, a learned
+map is a convenience.
 
 ``Learner`` is the pure logic of ``genie learn``: fed presses and releases of controls, it collects
 8 distinct controls of one device, one per button, low to high.
@@ -57,6 +64,8 @@ def load_learned(path: Path | None = None) -> dict[str, list[str]]:
         log.warning("learned button map %s is unreadable (%s); using the default layouts", path, exc)
         return {}
     pads = raw.get("gamepads") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and "gamepads" not in raw:  # only a MIDI map learned so far
+        return {}
     if not isinstance(pads, dict):
         log.warning("learned button map %s has no 'gamepads' table; ignored", path)
         return {}
@@ -74,16 +83,64 @@ def save_learned(device_name: str, controls: list[str], path: Path | None = None
     """Add or replace one device's map; written atomically (a crash leaves the old file)."""
     if len(controls) != N_BUTTONS:
         raise ValueError(f"a map has {N_BUTTONS} controls, got {len(controls)}")
+
+    def update(raw: dict) -> None:
+        if not isinstance(raw.get("gamepads"), dict):
+            raw["gamepads"] = {}
+        raw["gamepads"][device_name] = list(controls)
+
+    return _update(path or learned_path(), update)
+
+
+def load_learned_midi(path: Path | None = None) -> tuple[str, list[int | str]] | None:
+    """The learned MIDI map: (port it was learned on, 8 parsed controls), or None.
+
+    A damaged entry is logged and ignored, like a damaged gamepad map."""
+    from daemon.io.midi_buttons import parse_buttons
+
     path = path or learned_path()
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("learned button map %s is unreadable (%s); using the configured buttons",
+                    path, exc)
+        return None
+    midi = raw.get("midi") if isinstance(raw, dict) else None
+    if midi is None:
+        return None
+    try:
+        return str(midi.get("port", "")), parse_buttons(midi.get("buttons"))
+    except (AttributeError, ValueError) as exc:  # not a table, or not 8 controls
+        log.warning("learned button map %s: the midi map is damaged (%s); ignored", path, exc)
+        return None
+
+
+def save_learned_midi(port: str, controls: list[int | str], path: Path | None = None) -> Path:
+    """Replace the learned MIDI map (8 controls, as ``parse_buttons`` takes them)."""
+    from daemon.io.midi_buttons import parse_buttons, to_names
+
+    names = to_names(parse_buttons(list(controls)))  # raises ValueError for a bad map
+
+    def update(raw: dict) -> None:
+        raw["midi"] = {"port": port, "buttons": names}
+
+    return _update(path or learned_path(), update)
+
+
+def _update(path: Path, change) -> Path:
+    """Read the file (a damaged one counts as empty), apply ``change``, write it atomically
+    (a crash leaves the old file); other entries are kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         raw = json.loads(path.read_text())
-        if not isinstance(raw, dict) or not isinstance(raw.get("gamepads"), dict):
+        if not isinstance(raw, dict):
             raw = {}
     except (OSError, ValueError):
         raw = {}
+    change(raw)
     raw["version"] = VERSION
-    raw.setdefault("gamepads", {})[device_name] = list(controls)
     fd, tmp = tempfile.mkstemp(prefix=".buttons.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
