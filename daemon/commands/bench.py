@@ -71,6 +71,52 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
         click.echo(format_latency(result))
 
 
+@bench.command()
+@click.option("--period", default=64, show_default=True, type=click.IntRange(16, 4096),
+              help="JACK period in frames (64 at 48 kHz = 1.33 ms).")
+@click.option("--rate", default=48000, show_default=True, type=click.IntRange(8000, 192000),
+              help="Sample rate of the dummy server.")
+@click.option("-n", "--count", "n", default=1000, show_default=True, type=click.IntRange(1),
+              help="Presses and releases timed per run.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="Times the alternation b thru notes cc is repeated.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the random waits that vary the send phase.")
+@json_option
+def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool) -> None:
+    """Button press to note out, p50/p99, against the thru floor (the MIDI-controller path).
+
+    Note buttons and CC buttons into a genie run -p thru, timed from each message's send stamp
+    to its note on Genie's output; against notes passed through by the same Genie (thru) and the
+    rtmidi thru client (b). The evdev gamepad path is not measured (see the output).
+    """
+    from daemon.bench.controllers import format_controllers, run_controllers
+    from daemon.io.jack import jackd_available
+
+    if not jackd_available():
+        raise click.ClickException("jackd is not installed (apt-get install jackd2)")
+    with _stdout_to_stderr():
+        if as_json:
+            result = _run_ctl(run_controllers, period, rate, n, repeats, seed, None, None)
+        else:
+            with click.progressbar(length=4 * n * repeats, label="genie bench controllers",
+                                   file=sys.stderr, show_pos=True, width=24) as bar:
+                def status(msg: str) -> None:
+                    bar.label = msg
+
+                result = _run_ctl(run_controllers, period, rate, n, repeats, seed, bar.update,
+                                  status)
+    click.echo(json.dumps(_clean(result), indent=1) if as_json else format_controllers(result))
+
+
+def _run_ctl(fn, period, rate, n, repeats, seed, progress, status) -> dict:
+    try:
+        return fn(period=period, rate=rate, n=n, repeats=repeats, seed=seed, progress=progress,
+                  status=status)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _run(fn, period, rate, n, repeats, seed, realtime, progress, status) -> dict:
     try:
         return fn(period=period, rate=rate, n=n, repeats=repeats, seed=seed, realtime=realtime,

@@ -1,0 +1,278 @@
+"""Controller latency through real JACK ports: a button press to the note on Genie's output.
+
+Measured path: the **MIDI controller** path. A measuring client (the controller) sends button
+presses and releases into ``Genie in`` of a ``genie run -p thru`` and times, from each message's
+own send stamp, the note it causes on ``Genie out``. The gamepad path (evdev) is not measured:
+``genie run`` reads gamepads only from ``/dev/input`` nodes, which this machine lacks, and the
+gamepad source takes a fake device only in-process (``GamepadSource(opener=...)``, for tests).
+
+One private JACK dummy server (``genie-bench-ctl``), one Genie whose buttons are notes 60 62 64 65
+and CCs 20-23 (the thru processor plays buttons 0-7 as 60 62 64 65 67 69 71 72), and four targets,
+alternated per repeat:
+
+- ``b``: the rtmidi thru client (``daemon.bench.thru_client``): the floor for Python on rtmidi;
+- ``thru``: notes that are no button (36-59), passed through by Genie: the ``thru`` floor;
+- ``notes``: note buttons (an 8-key controller): note -> ButtonEvent -> processor -> note;
+- ``cc``: CC buttons (pads or knobs sending CCs): CC >= 64 / < 64 -> ButtonEvent -> note.
+
+Each run: wait a random time within one JACK period, send, wait for the note (deadline 1 s),
+record arrival stamp - send stamp (``time.perf_counter_ns``), one at a time. A lost reply counts
+as lost; then every control is released (untimed) so no button stays held, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from daemon.bench.latency import (
+    DEADLINE_S,
+    MAX_LOST_IN_A_ROW,
+    WARMUP,
+    ServerLog,
+    ThruClient,
+    _drain,
+    _restore_env,
+    classify_xruns,
+    jack_connect,
+    spread,
+    summarize,
+)
+
+SERVER_NAME = "genie-bench-ctl"
+PROBE_NAME = "bench controller"
+PATH = ("MIDI controller: button notes and CCs into 'Genie in' of genie run -p thru, to the note "
+        "on 'Genie out' (the evdev gamepad path is not measured: genie run reads only real "
+        "/dev/input devices)")
+NOTE_BUTTONS = (60, 62, 64, 65)  # buttons 0-3
+CC_BUTTONS = (20, 21, 22, 23)  # buttons 4-7
+PLAYS = (60, 62, 64, 65, 67, 69, 71, 72)  # what thru plays for buttons 0-7
+TARGETS = (
+    ("b", "rtmidi thru client (Python floor)"),
+    ("thru", "genie run: a note passed through"),
+    ("notes", "genie run: note button -> note"),
+    ("cc", "genie run: CC button -> note"),
+)
+LABELS = dict(TARGETS)
+
+Step = tuple[tuple[int, ...], tuple[bool, int]]
+"""(message to send, (note on?, pitch) of the reply it causes)."""
+
+
+def stream(kind: str) -> Iterator[Step]:
+    """Press, release, next control, endlessly; no message repeats within Genie's echo window."""
+    i = 0
+    while True:
+        on = i % 2 == 0
+        if kind in ("b", "thru"):
+            pitch = 36 + (i // 2) % 24  # 36-59: no button
+            yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, pitch)
+        elif kind == "notes":
+            b = (i // 2) % len(NOTE_BUTTONS)
+            pitch = NOTE_BUTTONS[b]
+            yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, PLAYS[b])
+        else:
+            b = (i // 2) % len(CC_BUTTONS)
+            yield (0xB0, CC_BUTTONS[b], 127 if on else 0), (on, PLAYS[4 + b])
+        i += 1
+
+
+def releases(kind: str) -> list[tuple[int, ...]]:
+    """Messages that let go of every control of a stream (after a lost reply)."""
+    if kind == "cc":
+        return [(0xB0, cc, 0) for cc in CC_BUTTONS]
+    if kind == "notes":
+        return [(0x80, p, 0) for p in NOTE_BUTTONS]
+    return []
+
+
+def reply_key(msg) -> tuple[bool, int] | None:
+    if len(msg) != 3 or msg[0] & 0xF0 not in (0x80, 0x90):
+        return None
+    return (msg[0] & 0xF0 == 0x90 and msg[2] > 0, msg[1])
+
+
+def measure(probe, n: int, period_s: float, rng: random.Random, steps: Iterator[Step],
+            release: list[tuple[int, ...]], progress: Callable[[int], None] | None = None,
+            deadline_s: float = DEADLINE_S) -> tuple[list[int], int, int]:
+    """(samples in ns, lost, stray): ``n`` press/release round trips, one at a time."""
+    from daemon.events import now_ns
+
+    get = probe.received.get
+    samples: list[int] = []
+    lost = stray = in_a_row = 0
+    deadline_ns = int(deadline_s * 1e9)
+    while len(samples) < n:
+        msg, key = next(steps)
+        time.sleep(rng.uniform(0.0, period_s))
+        t0 = probe.send(msg)
+        while True:
+            left = (t0 + deadline_ns - now_ns()) / 1e9
+            try:
+                if left <= 0:
+                    raise queue.Empty
+                t, got = get(timeout=left)
+            except queue.Empty:
+                lost += 1
+                in_a_row += 1
+                if in_a_row >= MAX_LOST_IN_A_ROW:
+                    raise RuntimeError(f"{in_a_row} replies in a row did not come back "
+                                       "(the JACK server or Genie is stuck)") from None
+                for m in release:  # no button stays held; their replies are drained below
+                    probe.send(m)
+                time.sleep(0.05)
+                _drain(probe.received)
+                break
+            if reply_key(got) == key:
+                samples.append(t - t0)
+                in_a_row = 0
+                if progress is not None and len(samples) % 50 == 0:
+                    progress(50)
+                break
+            stray += 1
+    if progress is not None and n % 50:
+        progress(n % 50)
+    return samples, lost, stray
+
+
+def _genie_config(workdir: Path) -> Path:
+    buttons = ", ".join([*map(str, NOTE_BUTTONS), *(f'"cc:{c}"' for c in CC_BUTTONS)])
+    path = workdir / "controllers.toml"
+    # echo_window_ms = 0: the probe is a controller, not a DAW echoing Genie's output
+    path.write_text(f'[midi]\napi = "jack"\nclient_name = "Genie bench ctl"\n'
+                    f'echo_window_ms = 0\n\n[keyboard]\nenabled = "off"\n\n'
+                    f'[gamepad]\nenabled = "off"\n\n'
+                    f'[[processor]]\nname = "thru"\nbuttons = [{buttons}]\n'
+                    f'options = {{ notes = {list(PLAYS)} }}\n')
+    return path
+
+
+def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats: int = 3,
+                    seed: int = 0, progress: Callable[[int], None] | None = None,
+                    status: Callable[[str], None] | None = None) -> dict:
+    """Run the benchmark on a private JACK server; returns the figures as a plain dict."""
+    from daemon.io.jack import DummyServer, server_info
+    from daemon.io.loopback import GenieProcess, PortClient
+
+    say = status or (lambda msg: None)
+    saved_env = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    runs: dict[str, list[dict]] = {key: [] for key in LABELS}
+    samples_ms: dict[str, list[float]] = {key: [] for key in LABELS}
+    with tempfile.TemporaryDirectory(prefix="genie-bench-") as tmp, contextlib.ExitStack() as stack:
+        stack.callback(_restore_env, saved_env)
+        server = DummyServer(name=SERVER_NAME, period=period, rate=rate)
+        say(f"starting JACK dummy server {SERVER_NAME!r} ({period} frames at {rate} Hz)")
+        server.start()
+        stack.callback(server.stop)
+        info = server_info(SERVER_NAME)
+        period_s = info.buffer_frames / info.sample_rate if info else period / rate
+        log = ServerLog(server.log_path)
+        say("starting the thru client and genie run")
+        thru = ThruClient()
+        stack.callback(thru.stop)
+        env = {"XDG_STATE_HOME": str(Path(tmp) / "state")}  # no learned map of the user's
+        genie = GenieProcess(["-p", "thru", "--api", "jack"], env=env,
+                             config=str(_genie_config(Path(tmp)))).start()
+        stack.callback(genie.stop)
+        probe = PortClient(PROBE_NAME, target_in=None, target_out=None)
+        stack.callback(probe.close)
+        play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
+        genie_wires = [(play, "Genie in:Genie in"), ("Genie out:Genie out", listen)]
+        wires = {"b": [(play, thru.play_into), (thru.listen_to, listen)],
+                 "thru": genie_wires, "notes": genie_wires, "cc": genie_wires}
+        rng = random.Random(seed)
+        streams = {key: stream(key) for key in LABELS}
+        log.skip()
+        for repeat in range(repeats):
+            for key in LABELS:
+                say(f"repeat {repeat + 1}/{repeats}: {LABELS[key]}")
+                for src, dst in wires[key]:
+                    jack_connect(src, dst)
+                try:
+                    _drain(probe.received)
+                    try:
+                        measure(probe, WARMUP, period_s, rng, streams[key], releases(key))
+                        log.read()
+                        got, lost, stray = measure(probe, n, period_s, rng, streams[key],
+                                                   releases(key), progress)
+                    except RuntimeError as exc:
+                        raise RuntimeError(f"run {repeat + 1} of {key}: {exc}; see "
+                                           f"{server.log_path}") from None
+                    xruns = classify_xruns(log.read())
+                finally:
+                    for src, dst in wires[key]:
+                        with contextlib.suppress(RuntimeError, OSError):
+                            jack_connect(src, dst, connect=False)
+                ms = [s / 1e6 for s in got]
+                samples_ms[key].extend(ms)
+                runs[key].append({"repeat": repeat + 1, **summarize(ms), "lost": lost,
+                                  "stray": stray, "xruns": xruns})
+    return report(runs, samples_ms, n=n, repeats=repeats, seed=seed,
+                  server={"name": SERVER_NAME,
+                          "period_frames": info.buffer_frames if info else period,
+                          "rate": info.sample_rate if info else rate,
+                          "period_ms": period_s * 1e3})
+
+
+def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], *, n: int,
+           repeats: int, seed: int, server: dict) -> dict:
+    """Pool the runs; each button path against ``thru`` (and ``b``), paired per repeat (pure)."""
+    targets = {key: {"label": LABELS[key], **summarize(samples_ms[key]),
+                     "lost": sum(r["lost"] for r in runs[key]),
+                     "spread": spread(runs[key]) if runs[key] else {},
+                     "xruns_per_run": [r["xruns"]["total"] for r in runs[key]],
+                     "runs": runs[key]}
+               for key in runs}
+
+    def versus(key: str, floor: str) -> dict:
+        pairs = list(zip(runs[key], runs[floor]))
+        out = {}
+        for fig in ("p50", "p99"):
+            per = [r[fig] - f[fig] for r, f in pairs]
+            out[fig] = statistics.median(per) if per else float("nan")
+            out[f"{fig}_per_repeat"] = per
+        return out
+
+    return {
+        "benchmark": "controllers",
+        "path": PATH,
+        "units": "ms, from the input message's send stamp to the note's arrival",
+        "server": server,
+        "n": n,
+        "repeats": repeats,
+        "seed": seed,
+        "targets": targets,
+        "minus_thru": {key: versus(key, "thru") for key in ("notes", "cc")},
+        "minus_b": {key: versus(key, "b") for key in ("thru", "notes", "cc")},
+        "minus_is": "median over repeats of (run - the same repeat's floor run)",
+    }
+
+
+def format_controllers(r: dict) -> str:
+    s = r["server"]
+    lines = [
+        f"genie bench controllers: JACK dummy server {s['name']!r}, {s['period_frames']} frames "
+        f"at {s['rate']} Hz (period {s['period_ms']:.3f} ms); n={r['n']} per run, "
+        f"{r['repeats']} repeat(s)",
+        f"path measured: {r['path']}",
+        "",
+        f"{'target':34} {'p50':>6} {'p99':>6} {'max':>6}  {'lost':>4}  xruns per run",
+    ]
+    for t in r["targets"].values():
+        lines.append(f"{t['label']:34} {t['p50']:6.3f} {t['p99']:6.3f} {t['max']:6.3f}  "
+                     f"{t['lost']:4d}  {' '.join(map(str, t['xruns_per_run']))}")
+    lines.append("")
+    for key, v in r["minus_thru"].items():
+        lines.append(f"{LABELS[key]} - thru: p50 {v['p50']:+.3f} ms, p99 {v['p99']:+.3f} ms "
+                     f"(median over repeats)")
+    for key, v in r["minus_b"].items():
+        lines.append(f"{LABELS[key]} - b (Python floor): p50 {v['p50']:+.3f} ms, p99 "
+                     f"{v['p99']:+.3f} ms")
+    return "\n".join(lines)

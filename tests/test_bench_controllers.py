@@ -1,0 +1,88 @@
+"""``genie bench controllers``: its streams and report on hand-made figures, and one short run on
+real ports (numbers are printed, never asserted against a target)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from daemon.bench import controllers as bc
+from daemon.config import parse_config
+from daemon.core import EngineCore, Slot
+from daemon.events import MidiEvent
+from daemon.processor import Context
+from daemon.processors.thru import ThruProcessor
+
+
+def test_streams_press_release_and_name_the_note_they_cause():
+    thru = list(itertools.islice(bc.stream("thru"), 48))
+    assert len({m for m, _ in thru}) == 48 and all(36 <= m[1] < 60 for m, _ in thru)
+    notes = list(itertools.islice(bc.stream("notes"), 4))
+    assert notes == [((0x90, 60, 100), (True, 60)), ((0x80, 60, 0), (False, 60)),
+                     ((0x90, 62, 100), (True, 62)), ((0x80, 62, 0), (False, 62))]
+    cc = list(itertools.islice(bc.stream("cc"), 8))
+    assert cc[0] == ((0xB0, 20, 127), (True, 67)) and cc[7] == ((0xB0, 23, 0), (False, 72))
+    assert bc.releases("cc") == [(0xB0, c, 0) for c in (20, 21, 22, 23)]
+    assert bc.reply_key((0x91, 67, 100)) == (True, 67) and bc.reply_key((0x90, 67, 0)) == (
+        False, 67) and bc.reply_key((0xB0, 1, 2)) is None
+
+
+def test_the_benchmarks_genie_config_plays_what_the_streams_expect(tmp_path):
+    """The config the benchmark gives genie run, through EngineCore: each step's reply."""
+    import tomllib
+
+    cfg = parse_config(tomllib.loads(bc._genie_config(tmp_path).read_text()))
+    proc = ThruProcessor()
+    proc.start(Context("thru", dict(cfg.processors[0].options)))
+    core = EngineCore(cfg, [Slot(cfg.processors[0], proc)])
+    t = 0
+    for kind in ("thru", "notes", "cc"):
+        for msg, key in itertools.islice(bc.stream(kind), 16):
+            t += 10_000_000
+            core.feed(MidiEvent(t, "probe", msg), t)
+            out = [m for _, m in core.tick(t)]
+            assert [bc.reply_key(m) for m in out] == [key], (kind, msg, out)
+
+
+def test_report_pairs_each_run_with_its_repeats_floor():
+    def run(p50, p99):
+        return {"p50": p50, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 1,
+                "xruns": {"total": 2}}
+
+    runs = {"b": [run(1.0, 2.0), run(1.0, 9.0)], "thru": [run(1.1, 2.2), run(1.1, 9.0)],
+            "notes": [run(1.2, 2.5), run(1.2, 12.0)], "cc": [run(1.3, 2.3), run(1.3, 9.1)]}
+    r = bc.report(runs, {k: [1.0, 2.0] for k in runs}, n=2, repeats=2, seed=0,
+                  server={"name": "s", "period_frames": 64, "rate": 48000, "period_ms": 1.333})
+    assert r["minus_thru"]["notes"]["p99_per_repeat"] == pytest.approx([0.3, 3.0])
+    assert r["minus_thru"]["notes"]["p99"] == pytest.approx(1.65)
+    assert r["minus_thru"]["cc"]["p50"] == pytest.approx(0.2)
+    assert r["minus_b"]["thru"]["p99"] == pytest.approx(0.1)
+    assert r["targets"]["notes"]["lost"] == 2 and r["targets"]["cc"]["xruns_per_run"] == [2, 2]
+    text = bc.format_controllers(r)
+    assert "path measured: MIDI controller" in text and "gamepad path is not measured" in text
+
+
+@pytest.mark.jack
+def test_bench_controllers_json_on_real_ports():
+    from daemon.io.jack import jackd_available
+
+    if not jackd_available():
+        pytest.skip("jackd is missing (apt-get install jackd2)")
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "bench", "controllers", "--json", "-n", "40",
+         "--repeats", "1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout)
+    assert result["path"].startswith("MIDI controller")
+    assert set(result["targets"]) == {"b", "thru", "notes", "cc"}
+    for key, t in result["targets"].items():
+        assert t["n"] == 40, key
+        assert 0 < t["p50"] <= t["p99"] <= t["max"] < 1000, key
+    for v in (*result["minus_thru"].values(), *result["minus_b"].values()):
+        assert math.isfinite(v["p50"]) and math.isfinite(v["p99"])
