@@ -63,6 +63,7 @@ class GamepadConfig:
     trigger_threshold: float = 0.5  # a trigger (or a stick used as D-pad) presses past this depth
     trigger_hysteresis: float = 0.15  # ... and releases below threshold - hysteresis
     maps: dict[str, Any] = field(default_factory=dict)  # layout or device-name glob -> 8 controls
+    sdl: str = "auto"  # SDL controllers (the sdl extra): auto (when evdev reads none) | on | off
 
 
 @dataclass
@@ -211,6 +212,8 @@ def _check(cfg: Config, path: str) -> None:
     pad = cfg.gamepad
     if pad.enabled not in ("auto", "on", "off"):
         fail("gamepad.enabled", "must be auto, on or off")
+    if pad.sdl not in ("auto", "on", "off"):
+        fail("gamepad.sdl", "must be auto, on or off")
     if pad.layout not in ("auto", "xbox", "playstation", "switch", "8bitdo", "generic", "arcade"):
         fail("gamepad.layout", "must be auto, xbox, playstation, switch, 8bitdo, generic or arcade")
     if not 0 < pad.trigger_threshold <= 1:

@@ -203,7 +203,7 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
         keyboard = TerminalKeyboard(engine.post, engine.request_stop, cfg.keyboard.keys,
                                     cfg.keyboard.gate_ms, cfg.keyboard.quit_key)
 
-    gamepads = None
+    gamepads = sdl_pads = None
     if cfg.gamepad.enabled == "on" or (cfg.gamepad.enabled == "auto"
                                        and os.path.isdir("/dev/input")):
         from daemon.io.gamepad import GamepadSource, GamepadUnavailable
@@ -214,6 +214,20 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
             if cfg.gamepad.enabled == "on":
                 raise UserError(f"gamepad: {exc}") from None
             log.info("no gamepads: %s", exc)
+
+    if cfg.gamepad.sdl == "on" or (cfg.gamepad.sdl == "auto" and gamepads is None):
+        from daemon.io.gamepad import GamepadUnavailable
+        from daemon.io.sdl_pad import SdlGamepadSource, sdl_available
+
+        if cfg.gamepad.sdl == "on" or sdl_available() is None:  # auto: only when installed
+            try:
+                sdl_pads = SdlGamepadSource(engine.post, engine.source_lost, cfg.gamepad)
+                sdl_pads.start()  # SDL starts on its thread; events wait in the engine's queue
+            except GamepadUnavailable as exc:
+                if cfg.gamepad.sdl == "on":
+                    raise UserError(f"gamepad.sdl: {exc}") from None
+                log.info("no SDL controllers: %s", exc)
+                sdl_pads = None
 
     from daemon import runtime
 
@@ -235,6 +249,8 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
             keyboard.stop()
         if gamepads:
             gamepads.stop()  # posts the releases of held buttons while the engine still runs
+        if sdl_pads:
+            sdl_pads.stop()
         engine.stop()  # the engine thread sends note-offs, sustain off, all-notes-off first
         counters = engine.counters.values
         log.info("stopped%s", (": " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
