@@ -74,7 +74,7 @@ class RecordConfig:
 
 @dataclass
 class ProcessorConfig:
-    name: str = "markov"  # entry point in group genie.processors
+    name: str = "pianogenie"  # entry point in group genie.processors
     label: str = ""  # defaults to name; must be unique
     inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard"
     channel: int = 0  # input channel filter 1-16; 0 = omni

@@ -162,5 +162,5 @@ def test_stop_sends_the_panic_sequence():
 
 
 def test_default_config_needs_no_file():
-    assert Config().processors[0].name == "markov"
+    assert Config().processors[0].name == "pianogenie"
     assert ProcessorConfig().buttons == [60, 62, 64, 65, 67, 69, 71, 72]
