@@ -25,6 +25,7 @@ import ctypes
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,12 @@ class SdlPadParser:
 def sdl_available() -> str | None:
     """Why SDL controllers cannot be read here, or None."""
     try:
-        import sdl2  # noqa: F401
+        with warnings.catch_warnings():
+            # pysdl2 announces which SDL library it found with a UserWarning on stderr; the
+            # daemon prints nothing but its log. Only that message is silenced.
+            warnings.filterwarnings("ignore", message="Using SDL2 binaries from",
+                                    category=UserWarning)
+            import sdl2  # noqa: F401
     except ImportError as exc:
         return f"SDL is not installed ({exc}): {INSTALL_HINT}"
     return None
