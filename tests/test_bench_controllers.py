@@ -86,3 +86,23 @@ def test_bench_controllers_json_on_real_ports():
         assert 0 < t["p50"] <= t["p99"] <= t["max"] < 1000, key
     for v in (*result["minus_thru"].values(), *result["minus_b"].values()):
         assert math.isfinite(v["p50"]) and math.isfinite(v["p99"])
+
+
+def test_a_model_target_accepts_any_pitch_but_the_right_direction():
+    from daemon.bench.controllers import answers, stream
+
+    msg, key = next(stream("model"))
+    assert msg == (0x90, 60, 100) and key == (True, None)
+    assert answers((0x90, 77, 100), key)
+    assert not answers((0x80, 77, 0), key)
+    assert answers((0x80, 62, 0), (False, None))
+    assert not answers((0x90, 61, 1), (True, 60))
+
+
+def test_pianogenie_press_path_plays_from_ready_rows():
+    pytest.importorskip("torch")
+    from pianogenie.bench import time_press_path
+
+    r = time_press_path(20)
+    assert r["presses_without_ready_row"] == 0
+    assert r["press"]["n"] == 20 and r["press"]["p50"] > 0

@@ -61,6 +61,7 @@ TARGETS = (
     ("cc", "genie run: CC button -> note"),
 )
 LABELS = dict(TARGETS)
+MODEL_PORTS = ("Genie model in", "Genie model out")  # the second daemon, when a model is measured
 
 Step = tuple[tuple[int, ...], tuple[bool, int]]
 """(message to send, (note on?, pitch) of the reply it causes)."""
@@ -74,10 +75,12 @@ def stream(kind: str) -> Iterator[Step]:
         if kind in ("b", "thru"):
             pitch = 36 + (i // 2) % 24  # 36-59: no button
             yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, pitch)
-        elif kind == "notes":
+        elif kind in ("notes", "model"):
             b = (i // 2) % len(NOTE_BUTTONS)
             pitch = NOTE_BUTTONS[b]
-            yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, PLAYS[b])
+            # A model picks its own pitch: any note-on answers a press, any note-off a release.
+            answer = PLAYS[b] if kind == "notes" else None
+            yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, answer)
         else:
             b = (i // 2) % len(CC_BUTTONS)
             yield (0xB0, CC_BUTTONS[b], 127 if on else 0), (on, PLAYS[4 + b])
@@ -88,7 +91,7 @@ def releases(kind: str) -> list[tuple[int, ...]]:
     """Messages that let go of every control of a stream (after a lost reply)."""
     if kind == "cc":
         return [(0xB0, cc, 0) for cc in CC_BUTTONS]
-    if kind == "notes":
+    if kind in ("notes", "model"):
         return [(0x80, p, 0) for p in NOTE_BUTTONS]
     return []
 
@@ -97,6 +100,12 @@ def reply_key(msg) -> tuple[bool, int] | None:
     if len(msg) != 3 or msg[0] & 0xF0 not in (0x80, 0x90):
         return None
     return (msg[0] & 0xF0 == 0x90 and msg[2] > 0, msg[1])
+
+
+def answers(msg, key: tuple[bool, int | None]) -> bool:
+    """Whether ``msg`` is the reply ``key`` waits for (pitch None: any pitch)."""
+    got = reply_key(msg)
+    return got is not None and got[0] == key[0] and key[1] in (None, got[1])
 
 
 def measure(probe, n: int, period_s: float, rng: random.Random, steps: Iterator[Step],
@@ -130,7 +139,7 @@ def measure(probe, n: int, period_s: float, rng: random.Random, steps: Iterator[
                 time.sleep(0.05)
                 _drain(probe.received)
                 break
-            if reply_key(got) == key:
+            if answers(got, key):
                 samples.append(t - t0)
                 in_a_row = 0
                 if progress is not None and len(samples) % 50 == 0:
@@ -142,29 +151,39 @@ def measure(probe, n: int, period_s: float, rng: random.Random, steps: Iterator[
     return samples, lost, stray
 
 
-def _genie_config(workdir: Path) -> Path:
+def _genie_config(workdir: Path, model: str | None = None) -> Path:
     buttons = ", ".join([*map(str, NOTE_BUTTONS), *(f'"cc:{c}"' for c in CC_BUTTONS)])
-    path = workdir / "controllers.toml"
+    path = workdir / f"controllers-{model or 'thru'}.toml"
+    ports = (f'input_port = "{MODEL_PORTS[0]}"\n', f'output = "{MODEL_PORTS[1]}"\n') if model \
+        else ("", "")
+    processor = (f'name = "{model}"\n' if model else
+                 f'name = "thru"\noptions = {{ notes = {list(PLAYS)} }}\n')
     # echo_window_ms = 0: the probe is a controller, not a DAW echoing Genie's output
-    path.write_text(f'[midi]\napi = "jack"\nclient_name = "Genie bench ctl"\n'
-                    f'echo_window_ms = 0\n\n[keyboard]\nenabled = "off"\n\n'
+    path.write_text(f'[midi]\napi = "jack"\nclient_name = "Genie bench {model or "ctl"}"\n'
+                    f'echo_window_ms = 0\n{ports[0]}\n[keyboard]\nenabled = "off"\n\n'
                     f'[gamepad]\nenabled = "off"\n\n'
-                    f'[[processor]]\nname = "thru"\nbuttons = [{buttons}]\n'
-                    f'options = {{ notes = {list(PLAYS)} }}\n')
+                    f'[[processor]]\n{ports[1]}buttons = [{buttons}]\n{processor}')
     return path
 
 
 def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats: int = 3,
                     seed: int = 0, progress: Callable[[int], None] | None = None,
-                    status: Callable[[str], None] | None = None) -> dict:
-    """Run the benchmark on a private JACK server; returns the figures as a plain dict."""
+                    status: Callable[[str], None] | None = None,
+                    model: str | None = None) -> dict:
+    """Run the benchmark on a private JACK server; returns the figures as a plain dict.
+
+    With ``model`` (a processor name, e.g. ``pianogenie``), a second daemon runs that processor
+    and the target ``model`` times note-button presses through it, against the same floors."""
     from daemon.io.jack import DummyServer, server_info
     from daemon.io.loopback import GenieProcess, PortClient
 
     say = status or (lambda msg: None)
     saved_env = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    runs: dict[str, list[dict]] = {key: [] for key in LABELS}
-    samples_ms: dict[str, list[float]] = {key: [] for key in LABELS}
+    labels = dict(LABELS)
+    if model:
+        labels["model"] = f"genie run -p {model}: press -> note"
+    runs: dict[str, list[dict]] = {key: [] for key in labels}
+    samples_ms: dict[str, list[float]] = {key: [] for key in labels}
     with tempfile.TemporaryDirectory(prefix="genie-bench-") as tmp, contextlib.ExitStack() as stack:
         stack.callback(_restore_env, saved_env)
         server = DummyServer(name=SERVER_NAME, period=period, rate=rate)
@@ -181,18 +200,25 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
         genie = GenieProcess(["-p", "thru", "--api", "jack"], env=env,
                              config=str(_genie_config(Path(tmp)))).start()
         stack.callback(genie.stop)
+        if model:
+            say(f"starting genie run -p {model}")
+            model_genie = GenieProcess(["-p", model, "--api", "jack"], env=env,
+                                       config=str(_genie_config(Path(tmp), model))).start()
+            stack.callback(model_genie.stop)
         probe = PortClient(PROBE_NAME, target_in=None, target_out=None)
         stack.callback(probe.close)
         play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
         genie_wires = [(play, "Genie in:Genie in"), ("Genie out:Genie out", listen)]
         wires = {"b": [(play, thru.play_into), (thru.listen_to, listen)],
-                 "thru": genie_wires, "notes": genie_wires, "cc": genie_wires}
+                 "thru": genie_wires, "notes": genie_wires, "cc": genie_wires,
+                 "model": [(play, f"{MODEL_PORTS[0]}:{MODEL_PORTS[0]}"),
+                           (f"{MODEL_PORTS[1]}:{MODEL_PORTS[1]}", listen)]}
         rng = random.Random(seed)
-        streams = {key: stream(key) for key in LABELS}
+        streams = {key: stream(key) for key in labels}
         log.skip()
         for repeat in range(repeats):
-            for key in LABELS:
-                say(f"repeat {repeat + 1}/{repeats}: {LABELS[key]}")
+            for key in labels:
+                say(f"repeat {repeat + 1}/{repeats}: {labels[key]}")
                 for src, dst in wires[key]:
                     jack_connect(src, dst)
                 try:
@@ -214,7 +240,7 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
                 samples_ms[key].extend(ms)
                 runs[key].append({"repeat": repeat + 1, **summarize(ms), "lost": lost,
                                   "stray": stray, "xruns": xruns})
-    return report(runs, samples_ms, n=n, repeats=repeats, seed=seed,
+    return report(runs, samples_ms, n=n, repeats=repeats, seed=seed, labels=labels,
                   server={"name": SERVER_NAME,
                           "period_frames": info.buffer_frames if info else period,
                           "rate": info.sample_rate if info else rate,
@@ -222,9 +248,10 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
 
 
 def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], *, n: int,
-           repeats: int, seed: int, server: dict) -> dict:
+           repeats: int, seed: int, server: dict, labels: dict[str, str] | None = None) -> dict:
     """Pool the runs; each button path against ``thru`` (and ``b``), paired per repeat (pure)."""
-    targets = {key: {"label": LABELS[key], **summarize(samples_ms[key]),
+    labels = labels or LABELS
+    targets = {key: {"label": labels[key], **summarize(samples_ms[key]),
                      "lost": sum(r["lost"] for r in runs[key]),
                      "spread": spread(runs[key]) if runs[key] else {},
                      "xruns_per_run": [r["xruns"]["total"] for r in runs[key]],
@@ -249,8 +276,9 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], *, n
         "repeats": repeats,
         "seed": seed,
         "targets": targets,
-        "minus_thru": {key: versus(key, "thru") for key in ("notes", "cc")},
-        "minus_b": {key: versus(key, "b") for key in ("thru", "notes", "cc")},
+        "minus_thru": {key: versus(key, "thru") for key in ("notes", "cc", "model") if key in runs},
+        "minus_b": {key: versus(key, "b") for key in ("thru", "notes", "cc", "model")
+                    if key in runs},
         "minus_is": "median over repeats of (run - the same repeat's floor run)",
     }
 
@@ -269,10 +297,11 @@ def format_controllers(r: dict) -> str:
         lines.append(f"{t['label']:34} {t['p50']:6.3f} {t['p99']:6.3f} {t['max']:6.3f}  "
                      f"{t['lost']:4d}  {' '.join(map(str, t['xruns_per_run']))}")
     lines.append("")
+    labels = {key: t["label"] for key, t in r["targets"].items()}
     for key, v in r["minus_thru"].items():
-        lines.append(f"{LABELS[key]} - thru: p50 {v['p50']:+.3f} ms, p99 {v['p99']:+.3f} ms "
+        lines.append(f"{labels[key]} - thru: p50 {v['p50']:+.3f} ms, p99 {v['p99']:+.3f} ms "
                      f"(median over repeats)")
     for key, v in r["minus_b"].items():
-        lines.append(f"{LABELS[key]} - b (Python floor): p50 {v['p50']:+.3f} ms, p99 "
+        lines.append(f"{labels[key]} - b (Python floor): p50 {v['p50']:+.3f} ms, p99 "
                      f"{v['p99']:+.3f} ms")
     return "\n".join(lines)
