@@ -278,6 +278,12 @@ class EngineCore:
 
     # ---- time --------------------------------------------------------------------------------
 
+    def due(self, now_ns: int) -> list[Sent]:
+        """What is due now (e.g. the note a press just made), without running idle work."""
+        self._emit(self.scheduler.pop_due(now_ns + self.send_ahead_ns), now_ns)
+        out, self.outbox = self.outbox, []
+        return out
+
     def tick(self, now_ns: int) -> list[Sent]:
         """Advance to ``now_ns``: due events, idle calls, due outputs. Returns what to send."""
         while self._later and self._later[0][0] <= now_ns:

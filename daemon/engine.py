@@ -139,6 +139,9 @@ class Engine:
                 if self._panic:
                     self._panic = False
                     core.panic(now)
+                # Send what the events just made before idle work (a model refreshing its next
+                # distributions) can delay it; then idle, then what became due meanwhile.
+                self._send(core.due(now_ns()))
                 self._send(core.tick(now_ns()))
                 if len(self.queue):
                     continue
