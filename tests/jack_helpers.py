@@ -61,10 +61,6 @@ class Client(PortClient):
         """The full name of this client's own virtual output (when ``target_in=None``)."""
         return f"{self.name} play:play"
 
-    def close(self) -> None:
-        self.inp.cancel_callback()  # no Python call from JACK's thread while the port goes
-        super().close()
-
     def take(self, n: int, timeout_s: float = 5.0) -> list[tuple[int, ...]]:
         return [m for _, m in self.expect(n, timeout_s)]
 

@@ -112,6 +112,7 @@ class PortClient:
         return out
 
     def close(self) -> None:
+        self.inp.cancel_callback()  # no Python call from JACK's thread while the port goes away
         for port in (self.out, self.inp):
             port.close_port()
             port.delete()
