@@ -170,6 +170,7 @@ class PianoGenieProcessor(BaseProcessor):
         self._held: dict[tuple[str, int], int] = {}  # (source, input button) -> MIDI pitch
         self._down: set[int] = set()  # input buttons held, for the reset combination
         self.misses = 0  # presses that found no ready row and ran the step themselves
+        self._inflight: tuple | None = None  # (generation, buckets) a worker is computing
         self.reset()
         runtime.warm_up(lambda: self._rows(NUM_DT - 1, NUM_DT - 1), self.warmup_calls)
         self._ready = {}
@@ -199,27 +200,65 @@ class PianoGenieProcessor(BaseProcessor):
 
     def _rows(self, *buckets: int) -> list[ReadyRows]:
         """All buttons' next-key distributions for each bucket, in one batched step."""
+        return self._rows_from(self.h, self.c, self.prev_key, buckets)
+
+    def _rows_from(self, h0, c0, prev_key: int, buckets) -> list[ReadyRows]:
+        """``_rows`` from a given state: safe on the worker thread (reads no mutable state)."""
         torch = self._torch
         n, nb = self.num_buttons, len(buckets)
         with torch.inference_mode():
             button = self._buttons.repeat(nb)
-            prev = torch.full((n * nb,), self.prev_key, dtype=torch.long)
+            prev = torch.full((n * nb,), prev_key, dtype=torch.long)
             dt = torch.tensor(buckets, dtype=torch.long).repeat_interleave(n)
-            h = self.h.expand(-1, n * nb, -1).contiguous()
-            c = self.c.expand(-1, n * nb, -1).contiguous()
+            h = h0.expand(-1, n * nb, -1).contiguous()
+            c = c0.expand(-1, n * nb, -1).contiguous()
             logits, h, c = self.step(button, prev, dt, h, c)
             probs, best = self._distribution(logits)
         return [ReadyRows(b, probs[i * n:(i + 1) * n], best[i * n:(i + 1) * n],
                           h[:, i * n:(i + 1) * n], c[:, i * n:(i + 1) * n])
                 for i, b in enumerate(buckets)]
 
+    # Ready rows belong to one model state. The state's generation moves on with every press and
+    # reset; rows made for an older generation (by a worker that finished late) are never used.
+    @property
+    def _ready(self) -> dict[int, ReadyRows]:
+        gen, rows = self._ready_pack
+        return rows if gen == self._state_gen else {}
+
+    @_ready.setter
+    def _ready(self, rows: dict[int, ReadyRows]) -> None:
+        self._state_gen = getattr(self, "_state_gen", 0) + (0 if rows else 1)
+        self._ready_pack = (self._state_gen, rows)
+
+    def _wanted(self, now_ns: int) -> tuple[int, ...] | None:
+        """The buckets a press at ``now_ns`` (and a moment later) needs, or None when ready."""
+        b = dt_bucket(None if self.last_press_ns is None else now_ns - self.last_press_ns)
+        ready = self._ready
+        if b in ready and min(b + 1, NUM_DT - 1) in ready:
+            return None
+        return (b,) if b == NUM_DT - 1 else (b, b + 1)
+
     def refresh(self, now_ns: int) -> None:
         """Have rows ready for the bucket a press at ``now_ns`` would fall in, and the next one."""
-        b = dt_bucket(None if self.last_press_ns is None else now_ns - self.last_press_ns)
-        if b in self._ready and min(b + 1, NUM_DT - 1) in self._ready:
+        wanted = self._wanted(now_ns)
+        if wanted is not None:
+            self._ready = {r.bucket: r for r in self._rows(*wanted)}
+
+    def refresh_in_worker(self, now_ns: int) -> None:
+        """``refresh`` on the worker thread (``Context.submit``), so no press waits for it; the
+        rows are offered with the state's generation and ignored if a press came first."""
+        wanted = self._wanted(now_ns)
+        if wanted is None or self._inflight == (self._state_gen, wanted):
             return
-        wanted = (b,) if b == NUM_DT - 1 else (b, b + 1)
-        self._ready = {r.bucket: r for r in self._rows(*wanted)}
+        gen, h, c, prev = self._state_gen, self.h, self.c, self.prev_key
+        self._inflight = (gen, wanted)
+
+        def job() -> list[Out]:
+            rows = {r.bucket: r for r in self._rows_from(h, c, prev, wanted)}
+            self._ready_pack = (gen, rows)  # one assignment: the engine thread sees all or none
+            return []
+
+        self.ctx.submit(job)
 
     def _draw(self, probs: np.ndarray, best: int) -> int:
         """A key from one row, avoiding keys sounding now (the same key twice would have its two
@@ -325,7 +364,10 @@ class PianoGenieProcessor(BaseProcessor):
         return [Out(ev.time_ns, (NOTE_ON, pitch, ev.velocity or opts["velocity"]), voice=voice)]
 
     def on_idle(self, now_ns: int) -> Iterable[Out]:
-        self.refresh(now_ns)
+        if self.ctx.submit is None:
+            self.refresh(now_ns)
+        else:
+            self.refresh_in_worker(now_ns)
         return ()
 
     def stop(self) -> None:

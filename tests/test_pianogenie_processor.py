@@ -330,3 +330,47 @@ def test_buttons_command_prints_one_button_per_onset(tiny, tmp_path):
     lines = [ln for ln in result.output.splitlines() if "  button " in ln]
     assert len(lines) == 5 and "C4" in lines[0] and "G4" in lines[4]
     assert len(pretty_midi.PrettyMIDI(str(tmp_path / "b.mid")).instruments[0].notes) == 5
+
+
+# ---- rows made on the worker thread -----------------------------------------------------------
+
+
+def make_deferred(tiny, **options):
+    """A processor whose worker jobs wait in a list until the test runs them (a late worker)."""
+    jobs = []
+    proc = PianoGenieProcessor()
+    proc.start(Context("pianogenie", {"weights": str(tiny[1] / export.DECODER_FILE), **options},
+                       seed=0, submit=jobs.append))
+    return proc, jobs
+
+
+def test_worker_rows_equal_the_rows_refresh_makes(tiny):
+    proc, jobs = make_deferred(tiny, temperature=0.7)
+    ref = make(tiny, temperature=0.7)
+    for p in (proc, ref):
+        press(p, 2, 0)
+        release(p, 2, 50)
+    now = 70 * MS
+    list(proc.on_idle(now))
+    assert proc._ready == {} and len(jobs) == 1  # nothing ready until the worker has run
+    list(proc.on_idle(now + MS))
+    assert len(jobs) == 1  # the same rows are not asked for twice
+    jobs.pop()()
+    ref.refresh(now)
+    assert set(proc._ready) == set(ref._ready)
+    for bucket, row in ref._ready.items():
+        np.testing.assert_allclose(proc._ready[bucket].probs, row.probs, atol=1e-6)
+
+
+def test_rows_a_worker_finishes_after_a_press_are_never_used(tiny):
+    proc, jobs = make_deferred(tiny, temperature=0.0)
+    ref = make(tiny, temperature=0.0)
+    press(proc, 3, 0)
+    press(ref, 3, 0)
+    list(proc.on_idle(40 * MS))  # a refresh for the state after the first press is queued
+    stale = jobs.pop()
+    key_proc = press(proc, 5, 60)  # the musician plays before the worker is done
+    key_ref = press(ref, 5, 60)
+    stale()  # the late rows belong to the old state
+    assert proc._ready == {}
+    assert key_proc == key_ref
