@@ -19,22 +19,31 @@ def json_option(fn):
                         help="Print one JSON object with the figures instead of a table.")(fn)
 
 
+def server_options(fn):
+    """--period and --rate of the private JACK dummy server."""
+    fn = click.option("--rate", default=48000, show_default=True,
+                      type=click.IntRange(8000, 192000), help="Sample rate of the dummy server.")(fn)
+    return click.option("--period", default=64, show_default=True, type=click.IntRange(16, 4096),
+                        help="JACK period in frames (64 at 48 kHz = 1.33 ms).")(fn)
+
+
+def seed_option(fn):
+    return click.option("--seed", default=0, show_default=True, type=int,
+                        help="Seed of the random waits that vary the send phase.")(fn)
+
+
 @click.group(cls=PluginGroup)
 def bench() -> None:
     """Benchmarks on real MIDI ports (a private JACK dummy server); each takes --json."""
 
 
 @bench.command()
-@click.option("--period", default=64, show_default=True, type=click.IntRange(16, 4096),
-              help="JACK period in frames (64 at 48 kHz = 1.33 ms).")
-@click.option("--rate", default=48000, show_default=True, type=click.IntRange(8000, 192000),
-              help="Sample rate of the dummy server.")
+@server_options
 @click.option("-n", "--count", "n", default=2000, show_default=True, type=click.IntRange(1),
               help="Round trips per run.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
               help="Times the alternation a b c c' is repeated.")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seed of the random waits that vary the send phase.")
+@seed_option
 @click.option("--realtime/--no-realtime", default=False, show_default=True,
               help="Run jackd -R (real-time threads; needs rtprio rights). On a loaded machine "
                    "a server without them measures the machine's load more than the clients.")
@@ -72,16 +81,12 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 
 
 @bench.command()
-@click.option("--period", default=64, show_default=True, type=click.IntRange(16, 4096),
-              help="JACK period in frames (64 at 48 kHz = 1.33 ms).")
-@click.option("--rate", default=48000, show_default=True, type=click.IntRange(8000, 192000),
-              help="Sample rate of the dummy server.")
+@server_options
 @click.option("-n", "--count", "n", default=1000, show_default=True, type=click.IntRange(1),
               help="Presses and releases timed per run.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
               help="Times the alternation b thru notes cc is repeated.")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seed of the random waits that vary the send phase.")
+@seed_option
 @json_option
 def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool) -> None:
     """Button press to note out, p50/p99, against the thru floor (the MIDI-controller path).
