@@ -257,7 +257,8 @@ def _genie(workdir: Path, name: str, client: str, in_port: str, out_port: str,
 
     config = workdir / f"{name}.toml"
     config.write_text(f'[midi]\napi = "jack"\nclient_name = "{client}"\n'
-                      f'input_port = "{in_port}"\n\n[keyboard]\nenabled = "off"\n')
+                      f'input_port = "{in_port}"\n\n[keyboard]\nenabled = "off"\n\n'
+                      f'[gamepad]\nenabled = "off"\n')
     args = ["-p", "thru", "--api", "jack", "-o", out_port]
     if busy:
         args.append("--stress-worker")

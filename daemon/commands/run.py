@@ -215,7 +215,8 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
                 raise UserError(f"gamepad: {exc}") from None
             log.info("no gamepads: %s", exc)
 
-    if cfg.gamepad.sdl == "on" or (cfg.gamepad.sdl == "auto" and gamepads is None):
+    if cfg.gamepad.enabled != "off" and (
+            cfg.gamepad.sdl == "on" or (cfg.gamepad.sdl == "auto" and gamepads is None)):
         from daemon.io.gamepad import GamepadUnavailable
         from daemon.io.sdl_pad import SdlGamepadSource, sdl_available
 
