@@ -62,22 +62,9 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
-    total = 4 * n * repeats
-    with _stdout_to_stderr():  # whatever libjack or a child prints, stdout stays the result's
-        if as_json:
-            result = _run(run_latency, period, rate, n, repeats, seed, realtime, None, None)
-        else:
-            with click.progressbar(length=total, label="genie bench latency", file=sys.stderr,
-                                   show_pos=True, width=24) as bar:
-                def status(msg: str) -> None:
-                    bar.label = msg
-
-                result = _run(run_latency, period, rate, n, repeats, seed, realtime, bar.update,
-                              status)
-    if as_json:
-        click.echo(json.dumps(_clean(result), indent=1))
-    else:
-        click.echo(format_latency(result))
+    result = measure("genie bench latency", 4 * n * repeats, as_json, run_latency,
+                     period=period, rate=rate, n=n, repeats=repeats, seed=seed, realtime=realtime)
+    click.echo(json.dumps(_clean(result), indent=1) if as_json else format_latency(result))
 
 
 @bench.command()
@@ -100,34 +87,26 @@ def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json
 
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
-    with _stdout_to_stderr():
-        if as_json:
-            result = _run_ctl(run_controllers, period, rate, n, repeats, seed, None, None)
-        else:
-            with click.progressbar(length=4 * n * repeats, label="genie bench controllers",
-                                   file=sys.stderr, show_pos=True, width=24) as bar:
-                def status(msg: str) -> None:
-                    bar.label = msg
-
-                result = _run_ctl(run_controllers, period, rate, n, repeats, seed, bar.update,
-                                  status)
+    result = measure("genie bench controllers", 4 * n * repeats, as_json, run_controllers,
+                     period=period, rate=rate, n=n, repeats=repeats, seed=seed)
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_controllers(result))
 
 
-def _run_ctl(fn, period, rate, n, repeats, seed, progress, status) -> dict:
-    try:
-        return fn(period=period, rate=rate, n=n, repeats=repeats, seed=seed, progress=progress,
-                  status=status)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+def measure(label: str, total: int, as_json: bool, fn, **kwargs) -> dict:
+    """Run a benchmark function with a progress bar on stderr (none with --json); stdout stays
+    the result's, and its RuntimeError becomes a one-line error."""
+    with _stdout_to_stderr():  # whatever libjack or a child prints
+        try:
+            if as_json:
+                return fn(progress=None, status=None, **kwargs)
+            with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
+                                   width=24) as bar:
+                def status(msg: str) -> None:
+                    bar.label = msg
 
-
-def _run(fn, period, rate, n, repeats, seed, realtime, progress, status) -> dict:
-    try:
-        return fn(period=period, rate=rate, n=n, repeats=repeats, seed=seed, realtime=realtime,
-                  progress=progress, status=status)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+                return fn(progress=bar.update, status=status, **kwargs)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @contextlib.contextmanager
