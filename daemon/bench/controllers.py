@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import random
 import statistics
 import tempfile
@@ -34,12 +33,13 @@ from pathlib import Path
 
 from daemon.bench.latency import (
     DEADLINE_S,
-    MAX_LOST_IN_A_ROW,
     WARMUP,
     ServerLog,
     ThruClient,
     _drain,
     _restore_env,
+    await_reply,
+    check_lost,
     classify_xruns,
     jack_connect,
     spread,
@@ -112,40 +112,26 @@ def measure(probe, n: int, period_s: float, rng: random.Random, steps: Iterator[
             release: list[tuple[int, ...]], progress: Callable[[int], None] | None = None,
             deadline_s: float = DEADLINE_S) -> tuple[list[int], int, int]:
     """(samples in ns, lost, stray): ``n`` press/release round trips, one at a time."""
-    from daemon.events import now_ns
-
-    get = probe.received.get
     samples: list[int] = []
     lost = stray = in_a_row = 0
-    deadline_ns = int(deadline_s * 1e9)
     while len(samples) < n:
         msg, key = next(steps)
         time.sleep(rng.uniform(0.0, period_s))
         t0 = probe.send(msg)
-        while True:
-            left = (t0 + deadline_ns - now_ns()) / 1e9
-            try:
-                if left <= 0:
-                    raise queue.Empty
-                t, got = get(timeout=left)
-            except queue.Empty:
-                lost += 1
-                in_a_row += 1
-                if in_a_row >= MAX_LOST_IN_A_ROW:
-                    raise RuntimeError(f"{in_a_row} replies in a row did not come back "
-                                       "(the JACK server or Genie is stuck)") from None
-                for m in release:  # no button stays held; their replies are drained below
-                    probe.send(m)
-                time.sleep(0.05)
-                _drain(probe.received)
-                break
-            if answers(got, key):
-                samples.append(t - t0)
-                in_a_row = 0
-                if progress is not None and len(samples) % 50 == 0:
-                    progress(50)
-                break
-            stray += 1
+        t, skipped = await_reply(probe, t0, lambda got: answers(got, key), deadline_s)
+        stray += skipped
+        if t is None:
+            lost += 1
+            in_a_row = check_lost(in_a_row + 1)
+            for m in release:  # no button stays held; their replies are drained below
+                probe.send(m)
+            time.sleep(0.05)
+            _drain(probe.received)
+            continue
+        samples.append(t - t0)
+        in_a_row = 0
+        if progress is not None and len(samples) % 50 == 0:
+            progress(50)
     if progress is not None and n % 50:
         progress(n % 50)
     return samples, lost, stray

@@ -169,12 +169,8 @@ def measure(probe, n: int, period_s: float, rng: random.Random, notes: Iterator,
     """Round trips one at a time, each after a random wait within one period, until ``n`` came
     back. A lost note-on is sent again (Genie drops a note-off for a note it never saw); a lost
     note-off is not."""
-    from daemon.events import now_ns
-
-    get = probe.received.get
     samples: list[int] = []
     lost = stray = in_a_row = 0
-    deadline_ns = int(deadline_s * 1e9)
     started = time.monotonic()
     msg = None
     while len(samples) < n:
@@ -183,33 +179,50 @@ def measure(probe, n: int, period_s: float, rng: random.Random, notes: Iterator,
         key = _key(msg)
         time.sleep(rng.uniform(0.0, period_s))
         t0 = probe.send(msg)
-        while True:
-            left = (t0 + deadline_ns - now_ns()) / 1e9
-            try:
-                if left <= 0:
-                    raise queue.Empty
-                t, got = get(timeout=left)
-            except queue.Empty:
-                lost += 1
-                in_a_row += 1
-                if in_a_row >= MAX_LOST_IN_A_ROW:
-                    raise RuntimeError(f"{in_a_row} echoes in a row did not come back "
-                                       "(the JACK server or the target is stuck)") from None
-                if not key[0]:
-                    msg = None
-                break
-            if _key(got) == key:
-                samples.append(t - t0)
-                in_a_row = 0
+        t, skipped = await_reply(probe, t0, lambda got: _key(got) == key, deadline_s)
+        stray += skipped  # late echoes, or the note-off of a re-triggered note
+        if t is None:
+            lost += 1
+            in_a_row = check_lost(in_a_row + 1)
+            if not key[0]:
                 msg = None
-                # after the echo, before the next send: outside any round trip
-                if progress is not None and len(samples) % 50 == 0:
-                    progress(50)
-                break
-            stray += 1  # a late echo, or the note-off of a re-triggered note
+            continue
+        samples.append(t - t0)
+        in_a_row = 0
+        msg = None
+        # after the echo, before the next send: outside any round trip
+        if progress is not None and len(samples) % 50 == 0:
+            progress(50)
     if progress is not None and n % 50:
         progress(n % 50)
     return RunResult(samples, lost, stray, time.monotonic() - started)
+
+
+def await_reply(probe, t0: int, matches: Callable[[tuple], bool],
+                deadline_s: float) -> tuple[int | None, int]:
+    """Wait for the reply ``matches`` accepts to a message sent at ``t0``: (its arrival stamp,
+    or None when ``deadline_s`` passed; how many other messages came first)."""
+    from daemon.events import now_ns
+
+    skipped = 0
+    end_ns = t0 + int(deadline_s * 1e9)
+    while (left := (end_ns - now_ns()) / 1e9) > 0:
+        try:
+            t, got = probe.received.get(timeout=left)
+        except queue.Empty:
+            break
+        if matches(got):
+            return t, skipped
+        skipped += 1
+    return None, skipped
+
+
+def check_lost(in_a_row: int) -> int:
+    """Replies lost in a row so far; too many means the server or the target is stuck."""
+    if in_a_row >= MAX_LOST_IN_A_ROW:
+        raise RuntimeError(f"{in_a_row} replies in a row did not come back "
+                           "(the JACK server or the target is stuck)")
+    return in_a_row
 
 
 def _drain(q: queue.Queue) -> None:
