@@ -20,6 +20,46 @@ from daemon.io.learn import N_BUTTONS, Learner, learned_path, save_learned, save
 NAMES = ["lowest", "2nd", "3rd", "4th", "5th", "6th", "7th", "highest"]
 
 
+class Prompts:
+    """The conversation of one learning session, whatever the controller: ask for each button,
+    acknowledge it, ask for the next once it is let go, and give up after ``timeout_s`` without
+    a new button."""
+
+    def __init__(self, learner: Learner, echo: Callable[[str], None], timeout_s: float,
+                 where: str = "") -> None:
+        self.learner, self.echo, self.timeout_s = learner, echo, timeout_s
+        self.prompt_due = False  # the next prompt comes once the learned button is let go
+        self.deadline = time.monotonic() + timeout_s
+        echo(f"Press the {NAMES[0]} button (button 0){where}")
+
+    def left_s(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise UserError(f"genie learn: no new button within {self.timeout_s:.0f} s; "
+                            "nothing saved")
+        return left
+
+    def released(self, device: str, control: str) -> None:
+        learner = self.learner
+        learner.release(device, control)
+        if self.prompt_due and not learner.holding and learner.button < learner.n:
+            self.prompt_due = False
+            self.echo(f"Press the {NAMES[learner.button]} button (button {learner.button})")
+
+    def pressed(self, device: str, control: str, label: str) -> tuple[str, int]:
+        """What the press did (Learner.press's answer) and the button it was asked for."""
+        before = self.learner.button
+        what = self.learner.press(device, control)
+        if what == "learned":
+            self.echo(f"  button {before}: {label}")
+            self.deadline = time.monotonic() + self.timeout_s
+            self.prompt_due = True
+        elif what == "used":
+            self.echo(f"  {label} is already button {self.learner.controls.index(control)}; "
+                      "press another")
+        return what, before
+
+
 def learn_buttons(pads: list[tuple[Any, str, set[int], dict]], echo: Callable[[str], None],
                   timeout_s: float, n: int = N_BUTTONS) -> tuple[str, list[str]]:
     """Read the pads until ``n`` distinct controls of one of them were pressed, one at a time.
@@ -44,14 +84,10 @@ def learn_buttons(pads: list[tuple[Any, str, set[int], dict]], echo: Callable[[s
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
     learner = Learner(n)
-    prompt_due = False  # the next prompt comes once the learned button is let go
-    echo(f"Press the {NAMES[0]} button (button 0)")
-    deadline = time.monotonic() + timeout_s
+    prompts = Prompts(learner, echo, timeout_s)
     try:
         while not learner.done:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise UserError(f"genie learn: no new button within {timeout_s:.0f} s; nothing saved")
+            left = prompts.left_s()
             if not sel.get_map():
                 raise UserError("genie learn: every controller went away; nothing saved")
             for key, _ in sel.select(left):
@@ -70,23 +106,12 @@ def learn_buttons(pads: list[tuple[Any, str, set[int], dict]], echo: Callable[[s
                     for ch in parser.feed(ev):
                         control = parser.layout.buttons[ch.button][0].name
                         if not ch.pressed:
-                            learner.release(dev.name, control)
-                            if prompt_due and not learner.holding and learner.button < n:
-                                prompt_due = False
-                                echo(f"Press the {NAMES[learner.button]} button "
-                                     f"(button {learner.button})")
+                            prompts.released(dev.name, control)
                             continue
-                        before = learner.button
-                        what = learner.press(dev.name, control)
-                        if what == "learned":
-                            echo(f"  button {before}: {control} on {dev.name}")
-                            deadline = time.monotonic() + timeout_s
-                            prompt_due = True
-                        elif what == "upgraded":
+                        what, before = prompts.pressed(dev.name, control,
+                                                       f"{control} on {dev.name}")
+                        if what == "upgraded":
                             echo(f"  button {before - 1}: {control} (analog: velocity from depth)")
-                        elif what == "used":
-                            echo(f"  {control} is already button "
-                                 f"{learner.controls.index(control)}; press another")
                         elif what == "other device":
                             echo(f"  that was {dev.name}; keep to {learner.device}")
                     if parser.needs_resync:
@@ -109,12 +134,9 @@ def learn_midi_buttons(port: Any, echo: Callable[[str], None], timeout_s: float,
     from daemon.io.midi_buttons import control_of, describe
 
     learner = Learner(n)
-    prompt_due = False
-    echo(f"Press the {NAMES[0]} button (button 0) on {port.name}")
-    deadline = time.monotonic() + timeout_s
+    prompts = Prompts(learner, echo, timeout_s, f" on {port.name}")
     while not learner.done:
-        if time.monotonic() > deadline:
-            raise UserError(f"genie learn: no new button within {timeout_s:.0f} s; nothing saved")
+        prompts.left_s()
         burst = port.drain(256)
         if not burst:
             time.sleep(MIDI_POLL_S)
@@ -125,21 +147,10 @@ def learn_midi_buttons(port: Any, echo: Callable[[str], None], timeout_s: float,
                 continue
             control, pressed = got
             name = str(control)  # the Learner keys controls by name
-            if not pressed:
-                learner.release(port.name, name)
-                if prompt_due and not learner.holding and learner.button < n:
-                    prompt_due = False
-                    echo(f"Press the {NAMES[learner.button]} button (button {learner.button})")
-                continue
-            before = learner.button
-            what = learner.press(port.name, name)
-            if what == "learned":
-                echo(f"  button {before}: {describe(control)}")
-                deadline = time.monotonic() + timeout_s
-                prompt_due = True
-            elif what == "used":
-                echo(f"  {describe(control)} is already button "
-                     f"{learner.controls.index(name)}; press another")
+            if pressed:
+                prompts.pressed(port.name, name, describe(control))
+            else:
+                prompts.released(port.name, name)
     return [int(c) if c.isdigit() else c for c in learner.controls]
 
 
