@@ -385,7 +385,10 @@ class PipePad:
 
 
 class Rig:
-    def __init__(self, tmp_path, cfg=None, learned=None) -> None:
+    """A temporary directory for /dev/input and the real device loop on it: pads only (a
+    ``GamepadSource``), or the given device ``kinds`` (``EvdevSource``)."""
+
+    def __init__(self, tmp_path, cfg=None, learned=None, kinds=None) -> None:
         self.dir = tmp_path / "input"
         self.dir.mkdir()
         self.pads: dict[str, PipePad] = {}
@@ -395,8 +398,13 @@ class Rig:
         self.refuse: set[str] = set()
         self.prepared: dict[str, PipePad] = {}  # a pad to hand out for that node, state set up
         self.opened: queue.Queue = queue.Queue()
-        self.src = GamepadSource(self.events.put, self.lost.put, cfg or GamepadSettings(),
-                                 dev_dir=str(self.dir), opener=self.open, learned=learned or {})
+        if kinds is None:
+            self.src = GamepadSource(self.events.put, self.lost.put, cfg or GamepadSettings(),
+                                     dev_dir=str(self.dir), opener=self.open,
+                                     learned=learned or {})
+        else:
+            self.src = g.EvdevSource(self.events.put, self.lost.put, kinds,
+                                     dev_dir=str(self.dir), opener=self.open)
 
     def plug(self, name: str, pad) -> None:
         self.kinds[name] = pad

@@ -1,4 +1,5 @@
-"""Game controllers on Linux (evdev) as Genie's 8 buttons.
+"""Game controllers on Linux (evdev) as Genie's 8 buttons, and the device loop that also reads
+local keyboards (``daemon.io.evdev_keyboard``).
 
 Three parts, from pure to I/O (the split of ``daemon.io.keyboard``):
 
@@ -11,10 +12,12 @@ Three parts, from pure to I/O (the split of ``daemon.io.keyboard``):
 - ``PadParser``: push-fed, no I/O. Fed ``evdev.InputEvent``s (anything with ``sec usec type code
   value``), it emits button changes only at ``SYN_REPORT`` (the kernel's frame boundary) and
   handles ``SYN_DROPPED`` (drop the rest of the frame, then ``resync`` from the device's state).
-- ``GamepadSource``: one thread, ``genie-gamepad``, waits in ``select`` on every open pad, an
-  inotify watch of ``/dev/input`` (hot-plug) and a stop pipe; no polling sleeps. A pad whose read
-  fails (``ENODEV``: unplugged) releases its held buttons and is reported lost; when it comes back
-  it is opened again.
+- ``EvdevSource``: one thread, ``genie-evdev``, waits in ``select`` on every open device, an
+  inotify watch of ``/dev/input`` (hot-plug) and a stop pipe; no polling sleeps. Each node is
+  offered to the configured ``DeviceKind``s (``GamepadKind`` here, ``KeyboardKind`` in
+  ``daemon.io.evdev_keyboard``); the first that takes it names its source and builds its parser.
+  A device whose read fails (``ENODEV``: unplugged) releases its held buttons and is reported
+  lost; when it comes back it is opened again. ``GamepadSource`` is the loop with pads alone.
 
 The kernel stamps every event. Genie asks for CLOCK_MONOTONIC stamps (``EVIOCSCLOCKID``: evdev's
 default is wall-clock time, which jumps with NTP); CPython's ``perf_counter_ns`` is the same clock
@@ -32,14 +35,16 @@ import fnmatch
 import itertools
 import logging
 import os
+import re
 import selectors
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from daemon.events import ButtonEvent, now_ns
 
@@ -490,10 +495,24 @@ def _velocity(depth: float, threshold: float) -> int:
     return max(1, min(127, round(VELOCITY_FLOOR + (127 - VELOCITY_FLOOR) * max(0.0, frac))))
 
 
+class RawEvent(NamedTuple):
+    """An input event with the fields of ``evdev.InputEvent``, where python-evdev is missing (the
+    FIFO devices of ``daemon.io.fifo_input`` need no python-evdev)."""
+
+    sec: int
+    usec: int
+    type: int
+    code: int
+    value: int
+
+
 def decode_events(data: bytes, make: Callable[..., Any] | None = None) -> list[Any]:
     """``struct input_event`` records, as read from an event device, into InputEvents."""
     if make is None:
-        from evdev import InputEvent as make
+        try:
+            from evdev import InputEvent as make
+        except ImportError:
+            make = RawEvent
     n = len(data) // EVENT.size
     return [make(*EVENT.unpack_from(data, i * EVENT.size)) for i in range(n)]
 
@@ -530,7 +549,7 @@ def use_monotonic_clock(fd: int) -> int:
         fcntl.ioctl(fd, EVIOCSCLOCKID, struct.pack("i", time.CLOCK_MONOTONIC))
         return clock_offset_ns(time.CLOCK_MONOTONIC)
     except OSError as exc:
-        log.warning("gamepad: cannot set the monotonic event clock (%s); using wall-clock times, "
+        log.warning("evdev: cannot set the monotonic event clock (%s); using wall-clock times, "
                     "which jump when NTP steps the clock", exc)
         return clock_offset_ns(time.CLOCK_REALTIME)
 
@@ -593,10 +612,10 @@ def check_maps(maps: dict[str, Any]) -> str | None:
     return None
 
 
-# ---- the device path ---------------------------------------------------------------------------
+# ---- the device loop: every evdev node Genie plays from -----------------------------------------
 
 class GamepadUnavailable(Exception):
-    """No gamepads possible here: python-evdev missing or not Linux; the message says which."""
+    """No evdev devices possible here: python-evdev missing or not Linux; the message says which."""
 
 
 PERMISSION_HINT = ("add yourself to the input group (sudo usermod -aG input $USER, then log in "
@@ -620,6 +639,11 @@ def open_evdev(path: str) -> Any:
     return InputDevice(path)
 
 
+def is_event_node(name: str) -> bool:
+    """``event7``: an evdev node's name in /dev/input (not ``js0``, ``mice``, ``by-id``)."""
+    return re.fullmatch(r"event\d+", name) is not None
+
+
 def device_caps(dev: Any) -> tuple[set[int], dict[int, tuple[int, int, int]]]:
     """(key codes, {axis code: (value, min, max)}) from an evdev-style ``capabilities()``."""
     caps = dev.capabilities(absinfo=True)
@@ -631,8 +655,9 @@ def device_caps(dev: Any) -> tuple[set[int], dict[int, tuple[int, int, int]]]:
     return keys, axes
 
 
-def sysfs_is_controller(path: str) -> bool | None:
-    """Whether the kernel lists controller keys for this node (None: sysfs unreadable).
+def sysfs_keys(path: str) -> set[int] | None:
+    """The key codes the kernel lists for an event node, readable without permission to open it
+    (None: sysfs unreadable).
 
     The bitmap is printed as kernel-``long`` words, most significant first; the word size is the
     kernel's (a 32-bit userland on a 64-bit Raspberry Pi kernel still gets 64-bit words)."""
@@ -647,7 +672,13 @@ def sysfs_is_controller(path: str) -> bool | None:
             value = (value << bits) | int(word, 16)
     except ValueError:
         return None
-    return any(value >> c & 1 for c in (*JOYSTICK_KEYS, *GAMEPAD_KEYS))
+    return {c for c in range(value.bit_length()) if value >> c & 1}
+
+
+def sysfs_is_controller(path: str) -> bool | None:
+    """Whether the kernel lists controller keys for this node (None: sysfs unreadable)."""
+    keys = sysfs_keys(path)
+    return None if keys is None else is_controller(keys)
 
 
 def sysfs_name(path: str) -> str | None:
@@ -658,80 +689,167 @@ def sysfs_name(path: str) -> str | None:
         return None
 
 
-@dataclass
-class _Pad:
-    dev: Any
-    fd: int
-    path: str
-    name: str
-    source: str
-    parser: PadParser
-    buf: bytes = b""
+def event_clock_offset(dev: Any) -> int:
+    """What to add to this device's event stamps to put them on the daemon's clock.
+
+    A kernel node is asked for CLOCK_MONOTONIC stamps (``EVIOCSCLOCKID``); a device that stamps
+    its events itself (``daemon.io.fifo_input``, for tests and benchmarks) names its clock in
+    ``clock_id``."""
+    clock = getattr(dev, "clock_id", None)
+    if clock is not None:
+        return clock_offset_ns(clock)
+    return use_monotonic_clock(dev.fileno())
 
 
-class GamepadSource:
-    """Opens game controllers as they appear and posts their buttons as ``ButtonEvent``s.
+class Parser(Protocol):
+    """What the device loop needs of a kind's parser (``PadParser`` is one)."""
 
-    ``post(ButtonEvent)`` hands an event to the engine; ``on_lost(source)`` tells it a pad went
-    away (after its releases were posted) so it ends whatever that pad's notes left sounding.
-    Sources are ``gamepad:<device name>`` (``#2`` etc. when two pads share a name).
+    needs_resync: bool
 
-    ``opener`` and ``dev_dir`` exist for tests: this machine has no /dev/input, so the tests open a
-    directory of their own with an opener that builds a device on a pipe; the parser, the reading,
-    the hot-plug watch and the release logic are the real ones.
-    """
+    def feed(self, ev: Any) -> list[PadChange]: ...
+    def wants(self) -> tuple[set[int], set[int]]: ...
+    def resync(self, keys_down: Iterable[int], axis_values: dict[int, int],
+               t_ns: int) -> list[PadChange]: ...
+    def release_all(self, t_ns: int) -> list[PadChange]: ...
 
-    def __init__(self, post: Callable[[ButtonEvent], None],
-                 on_lost: Callable[[str], None] | None = None, cfg: Any = None, *,
-                 dev_dir: str = "/dev/input", opener: Callable[[str], Any] | None = None,
-                 learned: dict[str, list[str]] | None = None) -> None:
-        if opener is None:
-            why = evdev_available()
-            if why:
-                raise GamepadUnavailable(why)
-        self.post = post
-        self.on_lost = on_lost
-        self.cfg = cfg
-        self.dev_dir = dev_dir
-        self.opener = opener or open_evdev
+
+class DeviceKind(ABC):
+    """One kind of evdev device Genie plays from: game controllers, keyboards.
+
+    The device loop (``EvdevSource``) opens each event node, reads its capabilities and asks the
+    kinds in turn; the first that ``accepts`` it (and whose ``patterns`` match its name or path)
+    names its source (``<name>:<device name>``) and builds its parser. ``grab`` takes the device
+    for Genie alone; ``refused_level`` is how loudly a node of this kind that we may not read is
+    logged."""
+
+    name = "device"
+    grab = False
+    refused_level = logging.ERROR
+    patterns: tuple[str, ...] | list[str] = ("*",)
+
+    @abstractmethod
+    def accepts(self, keys: set[int], axes: dict[int, tuple[int, int, int]]) -> bool:
+        """Whether a device with these key codes (and axes: absent when only sysfs was read) is
+        of this kind."""
+
+    @abstractmethod
+    def parser(self, name: str, vendor: int, product: int, keys: set[int],
+               axes: dict[int, tuple[int, int, int]], offset_ns: int) -> tuple[Parser, str]:
+        """The device's parser, and what its buttons are (for the log)."""
+
+    def wanted(self, name: str, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p)
+                   for p in self.patterns)
+
+
+class GamepadKind(DeviceKind):
+    """Game controllers: a key in the BTN_JOYSTICK or BTN_GAMEPAD block; a layout each."""
+
+    name = "gamepad"
+
+    def __init__(self, cfg: Any = None, learned: dict[str, list[str]] | None = None) -> None:
         if learned is None:
             from daemon.io.learn import load_learned
 
             learned = load_learned()
+        self.cfg = cfg
         self.learned = learned
         self.grab = bool(_setting(cfg, "grab"))
         self.patterns = list(_setting(cfg, "devices") or ["*"])
         self.threshold = float(_setting(cfg, "trigger_threshold"))
         self.hysteresis = float(_setting(cfg, "trigger_hysteresis"))
-        self._pads: dict[int, _Pad] = {}  # by fd; touched by the gamepad thread only
+
+    def accepts(self, keys: set[int], axes: dict[int, tuple[int, int, int]]) -> bool:
+        return is_controller(keys)
+
+    def parser(self, name: str, vendor: int, product: int, keys: set[int],
+               axes: dict[int, tuple[int, int, int]], offset_ns: int) -> tuple[Parser, str]:
+        layout = choose_layout(name, vendor, product, keys, axes, self.cfg, self.learned)
+        parser = PadParser(layout, offset_ns=offset_ns,
+                           ranges={c: (lo, hi) for c, (_, lo, hi) in axes.items()},
+                           threshold=self.threshold, hysteresis=self.hysteresis)
+        missing = [i for i, controls in enumerate(layout.buttons) if not controls]
+        return parser, (f"layout {layout.name}: "
+                        + " ".join(f"{i}={n}" for i, n in enumerate(layout.names()))
+                        + (f"; buttons {missing} have no control on this pad (genie learn)"
+                           if missing else ""))
+
+
+@dataclass
+class _Device:
+    dev: Any
+    fd: int
+    path: str
+    name: str
+    source: str
+    kind: DeviceKind
+    parser: Parser
+    buf: bytes = b""
+
+
+def _read_node(fd: int) -> bytes:
+    """One read of an event node: whole ``struct input_event``s (an evdev node never splits one;
+    a FIFO may)."""
+    return os.read(fd, EVENT.size * READ_EVENTS)
+
+
+class EvdevSource:
+    """Opens evdev devices of the given kinds as they appear and posts their buttons as
+    ``ButtonEvent``s.
+
+    One thread, ``genie-evdev``, waits in ``select`` on every open device, an inotify watch of
+    ``dev_dir`` (hot-plug) and a stop pipe; no polling sleeps. ``post(ButtonEvent)`` hands an
+    event to the engine; ``on_lost(source)`` tells it a device went away (after its releases were
+    posted) so it ends whatever that device's notes left sounding.
+
+    ``opener`` and ``dev_dir`` exist for tests and benchmarks: this machine has no /dev/input, so
+    they open a directory of their own with an opener that builds a device on a pipe or a FIFO;
+    the parsers, the reading, the hot-plug watch and the release logic are the real ones.
+    """
+
+    def __init__(self, post: Callable[[ButtonEvent], None],
+                 on_lost: Callable[[str], None] | None, kinds: list[DeviceKind], *,
+                 dev_dir: str = "/dev/input", opener: Callable[[str], Any] | None = None) -> None:
+        if opener is None:
+            why = evdev_available()
+            if why:
+                raise GamepadUnavailable(why)
+        if not kinds:
+            raise ValueError("EvdevSource needs at least one device kind")
+        self.post = post
+        self.on_lost = on_lost
+        self.kinds = list(kinds)
+        self.dev_dir = dev_dir
+        self.opener = opener or open_evdev
+        self._devices: dict[int, _Device] = {}  # by fd; touched by the device thread only
         self._refused: set[str] = set()  # paths whose permission error was logged
-        self._skipped: set[str] = set()  # paths that are not controllers (or not wanted)
+        self._skipped: set[str] = set()  # paths of no kind here (or not wanted)
         self._lock = threading.Lock()
         self._sources: dict[str, str] = {}  # path -> source, for sources()
         self._stop_r, self._stop_w = os.pipe()
         self._sel = selectors.DefaultSelector()
         self._watch = None
-        self._thread = threading.Thread(target=self._run, name="genie-gamepad", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="genie-evdev", daemon=True)
 
     # ---- public --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the controllers present now, then follow hot-plug on the ``genie-gamepad`` thread."""
+        """Open the devices present now, then follow hot-plug on the ``genie-evdev`` thread."""
         self._sel.register(self._stop_r, selectors.EVENT_READ, "stop")
-        # Hot-plug: inotify on the device directory (its fd waits in the same select as the pads);
-        # where inotify is unavailable, the select times out every second and the directory is
-        # scanned again.
+        # Hot-plug: inotify on the device directory (its fd waits in the same select as the
+        # devices); where inotify is unavailable, the select times out every second and the
+        # directory is scanned again.
         self._watch = Inotify.open(self.dev_dir)
         if self._watch is not None:
             self._sel.register(self._watch.fd, selectors.EVENT_READ, "watch")
         else:
-            log.info("gamepad: no inotify on %s; looking for new controllers every second",
-                     self.dev_dir)
+            log.info("%s: no inotify on %s; looking for new devices every second",
+                     self._what(), self.dev_dir)
         self._scan()
         self._thread.start()
 
     def stop(self) -> None:
-        """Release every held button, close the pads; idempotent."""
+        """Release every held button, close the devices; idempotent."""
         if self._stop_w < 0:
             return
         os.write(self._stop_w, b"x")
@@ -746,11 +864,16 @@ class GamepadSource:
         os.close(self._stop_w)
         self._stop_w = -1
 
-    def sources(self) -> list[str]:
+    def sources(self, kind: str | None = None) -> list[str]:
+        """The sources open now (of one kind: ``"gamepad"``, ``"keyboard"``)."""
         with self._lock:
-            return sorted(self._sources.values())
+            return sorted(s for s in self._sources.values()
+                          if kind is None or s.startswith(kind + ":"))
 
-    # ---- the gamepad thread --------------------------------------------------------------------
+    # ---- the device thread ---------------------------------------------------------------------
+
+    def _what(self) -> str:
+        return "/".join(k.name for k in self.kinds)
 
     def _run(self) -> None:
         try:
@@ -763,14 +886,14 @@ class GamepadSource:
                         return
                     if key.data == "watch":
                         for name in self._watch.read():
-                            if name.startswith("event"):
+                            if is_event_node(name):
                                 self._try_open(os.path.join(self.dev_dir, name), retry=True)
                     else:
-                        pad = self._pads.get(key.fd)
-                        if pad is not None:
-                            self._read(pad)
+                        device = self._devices.get(key.fd)
+                        if device is not None:
+                            self._read(device)
         except Exception:
-            log.exception("gamepad thread failed; gamepads are released")
+            log.exception("%s thread failed; its buttons are released", self._what())
         finally:
             self._close_all()
 
@@ -780,15 +903,15 @@ class GamepadSource:
         except OSError:
             return
         for name in names:
-            if name.startswith("event"):
+            if is_event_node(name):
                 self._try_open(os.path.join(self.dev_dir, name))
 
     def _try_open(self, path: str, retry: bool = False) -> None:
-        """Open ``path`` if it is a wanted controller and not open yet.
+        """Open ``path`` if it is a wanted device and not open yet.
 
         ``retry``: the node was just created or its permissions changed (udev sets the group and
         ACLs a moment after the kernel creates the node), so earlier refusals do not count."""
-        if any(p.path == path for p in self._pads.values()):
+        if any(d.path == path for d in self._devices.values()):
             return
         if retry:
             self._refused.discard(path)
@@ -800,94 +923,98 @@ class GamepadSource:
         except PermissionError:
             if path not in self._refused:
                 self._refused.add(path)
-                # sysfs tells what the node is without opening it: a keyboard or mouse we may not
-                # read is no news, a controller is a one-line error.
-                kind = sysfs_is_controller(path)
-                name = sysfs_name(path)
-                (log.debug if kind is False else log.error)(
-                    "gamepad: no permission to read %s%s: %s", path,
-                    f" ({name})" if name else "", PERMISSION_HINT)
+                self._log_refused(path)
             return
         except OSError as exc:  # gone already, or not an input device
-            log.debug("gamepad: cannot open %s: %s", path, exc)
+            log.debug("%s: cannot open %s: %s", self._what(), path, exc)
             return
         try:
             self._add(dev, path)
         except OSError as exc:
-            log.warning("gamepad: %s: %s", path, exc)
+            log.warning("%s: %s: %s", self._what(), path, exc)
             _close_quietly(dev)
+
+    def _log_refused(self, path: str) -> None:
+        # sysfs tells what the node is without opening it: a mouse we may not read is no news,
+        # a device of one of our kinds is a line at that kind's level (one line, once).
+        keys = sysfs_keys(path)
+        if keys is None:  # unknown: as loud as the loudest kind
+            kind = max(self.kinds, key=lambda k: k.refused_level)
+        else:
+            kind = next((k for k in self.kinds if k.accepts(keys, {})), None)
+        name = sysfs_name(path)
+        log.log(logging.DEBUG if kind is None else kind.refused_level,
+                "%s: no permission to read %s%s: %s",
+                kind.name if kind is not None else self._what(), path,
+                f" ({name})" if name else "", PERMISSION_HINT)
 
     def _add(self, dev: Any, path: str) -> None:
         keys, axes = device_caps(dev)
         name = str(getattr(dev, "name", "") or path)
-        if not is_controller(keys) or not any(
-                fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p) for p in self.patterns):
+        kind = next((k for k in self.kinds if k.accepts(keys, axes) and k.wanted(name, path)),
+                    None)
+        if kind is None:
             self._skipped.add(path)
             _close_quietly(dev)
             return
         info = getattr(dev, "info", None)
         vendor, product = (getattr(info, "vendor", 0), getattr(info, "product", 0))
-        layout = choose_layout(name, vendor, product, keys, axes, self.cfg, self.learned)
         fd = dev.fileno()
-        offset = use_monotonic_clock(fd)
-        if self.grab:
+        parser, described = kind.parser(name, vendor, product, keys, axes,
+                                        event_clock_offset(dev))
+        if kind.grab:
             try:
                 dev.grab()
             except OSError as exc:
-                log.warning("gamepad: cannot grab %s (%s): another program has it", name, exc)
-        parser = PadParser(layout, offset_ns=offset,
-                           ranges={c: (lo, hi) for c, (_, lo, hi) in axes.items()},
-                           threshold=self.threshold, hysteresis=self.hysteresis)
+                log.warning("%s: cannot grab %s (%s): another program has it", kind.name, name,
+                            exc)
         with self._lock:
             taken = set(self._sources.values())
-            source = f"gamepad:{name}"
+            source = f"{kind.name}:{name}"
             n = 2
             while source in taken:
-                source, n = f"gamepad:{name} #{n}", n + 1
+                source, n = f"{kind.name}:{name} #{n}", n + 1
             self._sources[path] = source
         os.set_blocking(fd, False)
-        pad = _Pad(dev, fd, path, name, source, parser)
-        self._pads[fd] = pad
-        self._sel.register(fd, selectors.EVENT_READ, "pad")
-        # Buttons already held when the pad opens are pressed now (as after SYN_DROPPED).
-        self._resync(pad)
-        missing = [i for i, controls in enumerate(layout.buttons) if not controls]
-        log.info("gamepad: %s (%s) is %s, layout %s: %s%s", name, path, source, layout.name,
-                 " ".join(f"{i}={n}" for i, n in enumerate(layout.names())),
-                 f"; buttons {missing} have no control on this pad (genie learn)" if missing else "")
+        device = _Device(dev, fd, path, name, source, kind, parser)
+        self._devices[fd] = device
+        self._sel.register(fd, selectors.EVENT_READ, "device")
+        # Buttons already held when the device opens are pressed now (as after SYN_DROPPED).
+        self._resync(device)
+        log.info("%s: %s (%s) is %s, %s", kind.name, name, path, source, described)
 
-    def _read(self, pad: _Pad) -> None:
+    def _read(self, device: _Device) -> None:
         try:
-            data = os.read(pad.fd, EVENT.size * READ_EVENTS)
+            data = _read_node(device.fd)
         except BlockingIOError:
             return
         except OSError as exc:  # ENODEV: unplugged
-            self._lose(pad, exc)
+            self._lose(device, exc)
             return
         if not data:
-            self._lose(pad, None)
+            self._lose(device, None)
             return
-        data = pad.buf + data
+        data = device.buf + data
         whole = len(data) - len(data) % EVENT.size
-        pad.buf = data[whole:]
+        device.buf = data[whole:]
         for ev in decode_events(data[:whole]):
-            self._emit(pad, pad.parser.feed(ev))
-            if pad.parser.needs_resync:
-                self._resync(pad)
+            self._emit(device, device.parser.feed(ev))
+            if device.parser.needs_resync:
+                self._resync(device)
 
-    def _resync(self, pad: _Pad) -> None:
-        """Re-read the pad's state (``EVIOCGKEY``, ``EVIOCGABS``); release all when that fails."""
+    def _resync(self, device: _Device) -> None:
+        """Re-read the device's state (``EVIOCGKEY``, ``EVIOCGABS``); release all when that fails."""
         t = now_ns()
-        keys, axes = pad.parser.wants()
+        keys, axes = device.parser.wants()
         try:
-            down = set(pad.dev.active_keys())
-            values = {code: pad.dev.absinfo(code).value for code in axes}
+            down = set(device.dev.active_keys())
+            values = {code: device.dev.absinfo(code).value for code in axes}
         except OSError:
-            self._emit(pad, pad.parser.release_all(t))
+            self._emit(device, device.parser.release_all(t))
             return
-        self._emit(pad, pad.parser.resync(down & keys, values, t))
+        self._emit(device, device.parser.resync(down & keys, values, t))
 
-    def _emit(self, pad: _Pad, changes: list[PadChange]) -> None:
+    def _emit(self, device: _Device, changes: list[PadChange]) -> None:
         if not changes:
             return
         now = now_ns()
@@ -895,40 +1022,60 @@ class GamepadSource:
             # The kernel's stamp is when the report arrived; it cannot be later than now, and a
             # stamp a second old means the clock conversion is wrong: use now then.
             t = ch.time_ns if now - 1_000_000_000 <= ch.time_ns <= now else now
-            self.post(ButtonEvent(t, pad.source, ch.button, ch.pressed, ch.velocity))
+            self.post(ButtonEvent(t, device.source, ch.button, ch.pressed, ch.velocity))
 
-    def _lose(self, pad: _Pad, exc: OSError | None) -> None:
+    def _lose(self, device: _Device, exc: OSError | None) -> None:
         if exc is None or exc.errno == errno.ENODEV:
-            log.warning("gamepad: %s unplugged; its buttons are released", pad.name)
+            log.warning("%s: %s unplugged; its buttons are released", device.kind.name,
+                        device.name)
         else:
-            log.warning("gamepad: %s failed (%s); its buttons are released", pad.name, exc)
-        self._drop(pad)
+            log.warning("%s: %s failed (%s); its buttons are released", device.kind.name,
+                        device.name, exc)
+        self._drop(device)
         if self.on_lost is not None:
-            self.on_lost(pad.source)
+            self.on_lost(device.source)
         # Unplugged and plugged back faster than this read noticed: the node's creation was
-        # already seen while the old pad held its path, so look again now.
-        if os.path.exists(pad.path):
-            self._try_open(pad.path, retry=True)
+        # already seen while the old device held its path, so look again now.
+        if os.path.exists(device.path):
+            self._try_open(device.path, retry=True)
 
-    def _drop(self, pad: _Pad) -> None:
-        self._emit(pad, pad.parser.release_all(now_ns()))
-        self._pads.pop(pad.fd, None)
+    def _drop(self, device: _Device) -> None:
+        self._emit(device, device.parser.release_all(now_ns()))
+        self._devices.pop(device.fd, None)
         try:
-            self._sel.unregister(pad.fd)
+            self._sel.unregister(device.fd)
         except (KeyError, ValueError):
             pass
         with self._lock:
-            self._sources.pop(pad.path, None)
-        if self.grab:
+            self._sources.pop(device.path, None)
+        if device.kind.grab:
             try:
-                pad.dev.ungrab()
+                device.dev.ungrab()
             except OSError:
                 pass
-        _close_quietly(pad.dev)
+        _close_quietly(device.dev)
 
     def _close_all(self) -> None:
-        for pad in list(self._pads.values()):
-            self._drop(pad)
+        for device in list(self._devices.values()):
+            self._drop(device)
+
+
+class GamepadSource(EvdevSource):
+    """Game controllers alone (``genie run`` uses ``EvdevSource`` with the kinds it wants).
+
+    Sources are ``gamepad:<device name>`` (``#2`` etc. when two pads share a name)."""
+
+    def __init__(self, post: Callable[[ButtonEvent], None],
+                 on_lost: Callable[[str], None] | None = None, cfg: Any = None, *,
+                 dev_dir: str = "/dev/input", opener: Callable[[str], Any] | None = None,
+                 learned: dict[str, list[str]] | None = None) -> None:
+        if opener is None:  # before the learned map is read: say first what is missing
+            why = evdev_available()
+            if why:
+                raise GamepadUnavailable(why)
+        kind = GamepadKind(cfg, learned)
+        super().__init__(post, on_lost, [kind], dev_dir=dev_dir, opener=opener)
+        self.learned = kind.learned
 
 
 def _close_quietly(dev: Any) -> None:
@@ -1007,7 +1154,7 @@ def open_controllers(dev_dir: str = "/dev/input", opener: Callable[[str], Any] |
     does not rule out as controllers."""
     opener = opener or open_evdev
     found, refused = [], []
-    for name in sorted(p for p in os.listdir(dev_dir) if p.startswith("event")):
+    for name in sorted(p for p in os.listdir(dev_dir) if is_event_node(p)):
         path = os.path.join(dev_dir, name)
         try:
             dev = opener(path)
