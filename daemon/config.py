@@ -48,10 +48,15 @@ class EngineConfig:
 
 @dataclass
 class KeyboardConfig:
-    enabled: str = "auto"  # auto (when stdin is a terminal) | on | off
+    enabled: str = "auto"  # auto | on (a missing keyboard is an error) | off
+    # auto: local keyboards through evdev (true press and release) where readable and no desktop
+    # session runs, and the terminal when stdin is one (its keys swallowed while an evdev
+    # keyboard plays, unless it is an SSH session); terminal: stdin only; evdev: evdev only
+    source: str = "auto"
     keys: str = "asdfjkl;"
     gate_ms: float = 250.0  # a terminal reports no releases: each press lasts this long
     quit_key: str = "q"
+    grab: bool = False  # evdev: the keyboard plays Genie alone (console and desktop see nothing)
 
 
 @dataclass
@@ -76,7 +81,8 @@ class RecordConfig:
 class ProcessorConfig:
     name: str = "pianogenie"  # entry point in group genie.processors
     label: str = ""  # defaults to name; must be unique
-    inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard"
+    inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard",
+    #   "gamepad:*", "sdl:*" ("keyboard" takes the terminal and "keyboard:<device>" from evdev)
     channel: int = 0  # input channel filter 1-16; 0 = omni
     # 8 controls low to high: a preset ("white-keys", "pads") or notes / "cc:N" (io/midi_buttons)
     buttons: list[int | str] = field(default_factory=default_buttons)
@@ -205,10 +211,21 @@ def _check(cfg: Config, path: str) -> None:
         fail("engine.switch_cc", "must be -1 (off) or 0-119")
     if any(not 0 <= b <= 7 for b in cfg.engine.panic_buttons):
         fail("engine.panic_buttons", "buttons are numbered 0-7")
-    if cfg.keyboard.enabled not in ("auto", "on", "off"):
+    kb = cfg.keyboard
+    if kb.enabled not in ("auto", "on", "off"):
         fail("keyboard.enabled", "must be auto, on or off")
-    if len(cfg.keyboard.keys) != 8:
-        fail("keyboard.keys", "must name exactly 8 keys")
+    if kb.source not in ("auto", "terminal", "evdev"):
+        fail("keyboard.source", f"must be auto, terminal or evdev, got {kb.source!r}")
+    if len(kb.keys) != 8 or len(set(kb.keys)) != 8:
+        fail("keyboard.keys", "must name exactly 8 different keys")
+    if len(kb.quit_key) > 1 or (kb.quit_key and kb.quit_key in kb.keys):
+        fail("keyboard.quit_key", "must be one key (or \"\" for none) that is not in keyboard.keys")
+    if kb.source == "evdev":
+        from daemon.io.evdev_keyboard import check_keys  # a pure table; no evdev import
+
+        why = check_keys(kb.keys, kb.quit_key)
+        if why:
+            raise ConfigError(f"config {path}: key {why.split(':')[0]!r}:{why.split(':', 1)[1]}")
     pad = cfg.gamepad
     if pad.enabled not in ("auto", "on", "off"):
         fail("gamepad.enabled", "must be auto, on or off")
@@ -231,6 +248,9 @@ def _check(cfg: Config, path: str) -> None:
     for i, p in enumerate(cfg.processors):
         where = f"processor[{i}]"
         p.label = p.label or p.name
+        if "keyboard" in p.inputs and "keyboard:*" not in p.inputs:
+            # "keyboard" is every keyboard: the terminal's and each local one read through evdev
+            p.inputs = [*p.inputs, "keyboard:*"]
         if p.label in labels:
             fail(f"{where}.label", f"{p.label!r} is used twice; give each processor a label")
         labels.add(p.label)

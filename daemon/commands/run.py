@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -72,20 +74,24 @@ def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
 @click.option("--record", "-r", type=click.Path(dir_okay=False),
               help="Record input and output into this MIDI file.")
 @click.option("--keyboard/--no-keyboard", default=None,
-              help="Play buttons from the terminal keys a s d f j k l ; (default: when on a terminal).")
+              help="Play buttons from the keys a s d f j k l ; (the local keyboard through evdev, "
+                   "or the terminal's keys; default: when there is one).")
 @click.option("--headless", is_flag=True,
               help="With no ALSA sequencer and no JACK server, start a private JACK dummy server.")
 @click.option("--stress-worker", is_flag=True, hidden=True,
               help="Keep a worker thread busy (for latency benchmarks).")
+@click.option("--evdev-fifo-dir", hidden=True, type=click.Path(file_okay=False, exists=True),
+              help="Tests and benchmarks only: read evdev devices from FIFOs in this directory "
+                   "instead of /dev/input (daemon.io.fifo_input).")
 @click.pass_obj
 def run(state, processor, inputs, output, api, connect, record, keyboard, headless,
-        stress_worker) -> None:
+        stress_worker, evdev_fifo_dir) -> None:
     """Run the daemon: read buttons and notes, play the processors' notes on virtual ports."""
     cfg = apply_overrides(state.config, processor, inputs, output, api, connect, record,
                           keyboard, stress_worker)
     with ExitStack() as stack:
         api_name = _pick_api(cfg, headless, stack)
-        _run(cfg, api_name, stack)
+        _run(cfg, api_name, stack, evdev_fifo_dir)
 
 
 def _pick_api(cfg: Config, headless: bool, stack: ExitStack) -> str:
@@ -149,7 +155,127 @@ def _use_learned_midi_buttons(cfg: Config) -> None:
                  port)
 
 
-def _run(cfg: Config, api: str, stack: ExitStack) -> None:
+def _desktop_session() -> bool:
+    """A graphical session: a keyboard read through evdev would play whatever window has focus."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _remote_terminal() -> bool:
+    """stdin's terminal is an SSH session: typed on another keyboard than a local one."""
+    return bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
+
+
+@dataclass
+class Inputs:
+    """The button sources besides MIDI ports: the terminal, evdev devices (gamepads and local
+    keyboards, one device loop), SDL controllers."""
+
+    terminal: Any = None
+    evdev: Any = None
+    sdl: Any = None
+
+    def start(self) -> None:
+        if self.terminal:
+            self.terminal.start()
+        if self.evdev:
+            self.evdev.start()
+
+    def stop(self) -> None:
+        for source in (self.terminal, self.evdev, self.sdl):
+            if source:
+                source.stop()
+
+
+def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inputs:
+    """Decide and build the keyboard, gamepad and SDL sources the config asks for.
+
+    ``evdev_fifo_dir`` (tests and benchmarks only): evdev devices are FIFOs in that directory
+    (``daemon.io.fifo_input``) instead of the nodes in /dev/input."""
+    from daemon.io.gamepad import (
+        EvdevSource,
+        GamepadKind,
+        GamepadUnavailable,
+        evdev_available,
+    )
+
+    kb, pad = cfg.keyboard, cfg.gamepad
+    dev_dir, opener = "/dev/input", None
+    if evdev_fifo_dir:
+        from daemon.io.fifo_input import open_fifo_device
+
+        dev_dir, opener = evdev_fifo_dir, open_fifo_device
+    have_dir = os.path.isdir(dev_dir)
+    why_not = None if opener else evdev_available()
+    if not have_dir:
+        why_not = f"no {dev_dir} on this machine"
+    out = Inputs()
+
+    kinds = []
+    if pad.enabled == "on" or (pad.enabled == "auto" and have_dir):
+        if why_not and pad.enabled == "on":
+            raise UserError(f"gamepad: {why_not}")
+        if not why_not:
+            kinds.append(GamepadKind(pad))
+    keyboard_kind = None
+    if kb.enabled != "off" and kb.source != "terminal":
+        from daemon.io.evdev_keyboard import KeyboardKind, check_keys
+
+        why_kb = why_not or check_keys(kb.keys, kb.quit_key)
+        if kb.source == "auto" and not why_kb and _desktop_session():
+            why_kb = ("a desktop session runs, where evdev would read the keys whatever window "
+                      "has focus (set [keyboard] source = \"evdev\" to read it anyway)")
+        if why_kb and kb.source == "evdev" and kb.enabled == "on":
+            raise UserError(f"keyboard: {why_kb}")
+        if why_kb:
+            log.info("keyboard: no local keyboard through evdev: %s", why_kb)
+        else:
+            keyboard_kind = KeyboardKind(
+                kb.keys, kb.quit_key, engine.request_stop, grab=kb.grab,
+                refused_level=logging.ERROR if kb.source == "evdev" else logging.INFO)
+            kinds.append(keyboard_kind)
+    if kinds:
+        try:
+            out.evdev = EvdevSource(engine.post, engine.source_lost, kinds, dev_dir=dev_dir,
+                                    opener=opener)
+        except GamepadUnavailable as exc:  # python-evdev went missing since the check above
+            raise UserError(f"evdev: {exc}") from None
+    elif why_not and pad.enabled == "auto":
+        log.info("no gamepads through evdev: %s", why_not)
+
+    if kb.enabled != "off":
+        if sys.stdin.isatty():
+            from daemon.io.keyboard import TerminalKeyboard
+
+            muted = None
+            if kb.source == "evdev":
+                muted = lambda: True  # the terminal only quits; evdev plays
+            elif keyboard_kind is not None and not _remote_terminal():
+                evdev = out.evdev
+                muted = lambda: bool(evdev.sources("keyboard"))
+            out.terminal = TerminalKeyboard(engine.post, engine.request_stop, kb.keys, kb.gate_ms,
+                                            kb.quit_key, muted=muted)
+        elif kb.enabled == "on" and keyboard_kind is None:
+            raise UserError("keyboard: stdin is not a terminal and no local keyboard is read "
+                            "through evdev (keyboard.enabled = on)")
+
+    pads_through_evdev = any(k.name == "gamepad" for k in kinds)
+    if pad.enabled != "off" and (pad.sdl == "on" or (pad.sdl == "auto"
+                                                     and not pads_through_evdev)):
+        from daemon.io.sdl_pad import SdlGamepadSource, sdl_available
+
+        if pad.sdl == "on" or sdl_available() is None:  # auto: only when installed
+            try:
+                out.sdl = SdlGamepadSource(engine.post, engine.source_lost, pad)
+                out.sdl.start()  # SDL starts on its thread; events wait in the engine's queue
+            except GamepadUnavailable as exc:
+                if pad.sdl == "on":
+                    raise UserError(f"gamepad.sdl: {exc}") from None
+                log.info("no SDL controllers: %s", exc)
+                out.sdl = None
+    return out
+
+
+def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = None) -> None:
     from daemon.core import Slot  # noqa: F401  (engine imports stay below the config checks)
     from daemon.engine import Engine
     from daemon.session import build_slots
@@ -196,39 +322,7 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, lambda *_: engine.request_panic())
 
-    keyboard = None
-    if cfg.keyboard.enabled == "on" or (cfg.keyboard.enabled == "auto" and sys.stdin.isatty()):
-        from daemon.io.keyboard import TerminalKeyboard
-
-        keyboard = TerminalKeyboard(engine.post, engine.request_stop, cfg.keyboard.keys,
-                                    cfg.keyboard.gate_ms, cfg.keyboard.quit_key)
-
-    gamepads = sdl_pads = None
-    if cfg.gamepad.enabled == "on" or (cfg.gamepad.enabled == "auto"
-                                       and os.path.isdir("/dev/input")):
-        from daemon.io.gamepad import GamepadSource, GamepadUnavailable
-
-        try:
-            gamepads = GamepadSource(engine.post, engine.source_lost, cfg.gamepad)
-        except GamepadUnavailable as exc:
-            if cfg.gamepad.enabled == "on":
-                raise UserError(f"gamepad: {exc}") from None
-            log.info("no gamepads: %s", exc)
-
-    if cfg.gamepad.enabled != "off" and (
-            cfg.gamepad.sdl == "on" or (cfg.gamepad.sdl == "auto" and gamepads is None)):
-        from daemon.io.gamepad import GamepadUnavailable
-        from daemon.io.sdl_pad import SdlGamepadSource, sdl_available
-
-        if cfg.gamepad.sdl == "on" or sdl_available() is None:  # auto: only when installed
-            try:
-                sdl_pads = SdlGamepadSource(engine.post, engine.source_lost, cfg.gamepad)
-                sdl_pads.start()  # SDL starts on its thread; events wait in the engine's queue
-            except GamepadUnavailable as exc:
-                if cfg.gamepad.sdl == "on":
-                    raise UserError(f"gamepad.sdl: {exc}") from None
-                log.info("no SDL controllers: %s", exc)
-                sdl_pads = None
+    inputs_ = _open_inputs(cfg, engine, evdev_fifo_dir)
 
     from daemon import runtime
 
@@ -236,22 +330,14 @@ def _run(cfg: Config, api: str, stack: ExitStack) -> None:
         runtime.configure_threads()
     runtime.freeze_gc()  # start-up objects are never collected again: shorter GC pauses
     engine.start()
-    if keyboard:
-        keyboard.start()
-    if gamepads:
-        gamepads.start()
+    inputs_.start()
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
              ", ".join(p.name for p in inputs) or "keyboard",
              ", ".join(s.label for s in slots), ", ".join(outputs), api, cfg.midi.send_ahead_ms)
     try:
         engine.wait()
     finally:
-        if keyboard:
-            keyboard.stop()
-        if gamepads:
-            gamepads.stop()  # posts the releases of held buttons while the engine still runs
-        if sdl_pads:
-            sdl_pads.stop()
+        inputs_.stop()  # posts the releases of held buttons while the engine still runs
         engine.stop()  # the engine thread sends note-offs, sustain off, all-notes-off first
         counters = engine.counters.values
         log.info("stopped%s", (": " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))

@@ -4,6 +4,11 @@ Keys ``a s d f j k l ;`` are buttons 0-7 (configurable). A terminal reports pres
 releases, so each press lasts a gate length; the terminal's auto-repeat while a key is held
 extends that gate instead of re-striking. The quit key stops Genie. The terminal's settings are
 restored on every way out (quit key, SIGTERM, exception), by the reading thread itself.
+
+Where the same keyboard is also read through evdev (``daemon.io.evdev_keyboard``, true press and
+release), the terminal would play every key twice: ``muted`` then makes the terminal swallow the
+button keys (it stays in cbreak mode without echo, so they neither show nor pile up for the shell)
+and still honour the quit key and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -33,9 +38,13 @@ class KeyMapper:
         self.quit_key = quit_key
         self.release_due: dict[int, int] = {}  # button -> when its release is due
 
+    def quits(self, char: str) -> bool:
+        """The quit key, or Ctrl-C (which arrives as a character in cbreak mode)."""
+        return char == self.quit_key or char == "\x03"
+
     def key(self, char: str, t_ns: int) -> tuple[list[Event], bool]:
         """Events for one typed character, and whether it asks to quit."""
-        if char == self.quit_key or char == "\x03":  # Ctrl-C arrives as a character in cbreak mode
+        if self.quits(char):
             return [], True
         button = self.keys.find(char)
         if button < 0:
@@ -66,9 +75,11 @@ class TerminalKeyboard:
     """Reads the terminal on the thread ``genie-keyboard`` and posts button events."""
 
     def __init__(self, post: Callable[[Event], None], on_quit: Callable[[], None], keys: str,
-                 gate_ms: float, quit_key: str, fd: int | None = None) -> None:
+                 gate_ms: float, quit_key: str, fd: int | None = None,
+                 muted: Callable[[], bool] | None = None) -> None:
         self.post = post
         self.on_quit = on_quit
+        self.muted = muted  # while it returns True, button keys are swallowed (evdev plays them)
         self.mapper = KeyMapper(keys, int(gate_ms * 1e6), quit_key)
         self.fd = sys.stdin.fileno() if fd is None else fd
         self._stop_r, self._stop_w = os.pipe()
@@ -80,8 +91,12 @@ class TerminalKeyboard:
         self._saved = termios.tcgetattr(self.fd)
         tty.setcbreak(self.fd, termios.TCSANOW)
         self._thread.start()
-        log.info("keyboard: keys %r are buttons 0-7, %r quits", self.mapper.keys,
-                 self.mapper.quit_key)
+        if self.muted is None:
+            log.info("keyboard: keys %r are buttons 0-7, %r quits", self.mapper.keys,
+                     self.mapper.quit_key)
+        else:
+            log.info("keyboard: the terminal's keys are swallowed while a local keyboard plays "
+                     "through evdev; %r quits", self.mapper.quit_key)
 
     def _run(self) -> None:
         try:
@@ -97,7 +112,10 @@ class TerminalKeyboard:
                     data = os.read(self.fd, 64).decode(errors="ignore")
                     if not data:  # end of input: the terminal went away
                         break
+                    muted = self.muted is not None and self.muted()
                     for char in data:
+                        if muted and not self.mapper.quits(char):
+                            continue  # evdev plays this key (gates already running still end)
                         events, quit_ = self.mapper.key(char, now_ns())
                         for ev in events:
                             self.post(ev)
