@@ -30,6 +30,10 @@ def test_streams_press_release_and_name_the_note_they_cause():
     assert bc.releases("cc") == [(0xB0, c, 0) for c in (20, 21, 22, 23)]
     assert bc.reply_key((0x91, 67, 100)) == (True, 67) and bc.reply_key((0x90, 67, 0)) == (
         False, 67) and bc.reply_key((0xB0, 1, 2)) is None
+    pad = list(itertools.islice(bc.stream("gamepad"), 8))
+    assert pad[:2] == [((0x01, 0x136, 1), (True, 62)), ((0x01, 0x136, 0), (False, 62))]
+    assert [key for _, key in pad[::2]] == [(True, 62), (True, 67), (True, 69), (True, 71)]
+    assert bc.releases("gamepad") == [(0x01, c, 0) for c in (0x136, 0x133, 0x131, 0x137)]
 
 
 def test_the_benchmarks_genie_config_plays_what_the_streams_expect(tmp_path):
@@ -49,6 +53,46 @@ def test_the_benchmarks_genie_config_plays_what_the_streams_expect(tmp_path):
             assert [bc.reply_key(m) for m in out] == [key], (kind, msg, out)
 
 
+def test_the_benchmarks_gamepad_plays_what_the_gamepad_stream_expects(tmp_path):
+    """The benchmark's pad (a FIFO device, an Xbox 360 pad's description) read by the real device
+    loop with the benchmark's config, each report's button through EngineCore: each step's reply;
+    every press and release arrives, stamped with the report's own time."""
+    import queue
+    import tomllib
+
+    from daemon.bench.controllers import PadProbe
+    from daemon.io.fifo_input import XBOX_360, FifoWriter, open_fifo_device
+    from daemon.io.gamepad import GamepadSource
+
+    cfg = parse_config(tomllib.loads(bc._genie_config(tmp_path).read_text()))
+    assert cfg.gamepad.enabled == "on" and cfg.gamepad.sdl == "off"
+    proc = ThruProcessor()
+    proc.start(Context("thru", dict(cfg.processors[0].options)))
+    core = EngineCore(cfg, [Slot(cfg.processors[0], proc)])
+    got: queue.Queue = queue.Queue()
+    src = GamepadSource(got.put, None, cfg.gamepad, dev_dir=str(tmp_path), opener=open_fifo_device,
+                        learned={})
+    pad = FifoWriter.plug(tmp_path, bc.PAD_NODE, XBOX_360)
+    src.start()
+
+    class Listen:
+        received = None
+
+    probe = PadProbe(pad, Listen())
+    try:
+        for event, key in itertools.islice(bc.stream("gamepad"), 16):
+            stamp = probe.send(event)
+            ev = got.get(timeout=5)
+            assert abs(ev.time_ns - stamp) < 1_000_000  # the report's stamp, on the daemon's clock
+            core.feed(ev, ev.time_ns)
+            out = [m for _, m in core.tick(ev.time_ns)]
+            assert [bc.reply_key(m) for m in out] == [key], (event, out)
+    finally:
+        src.stop()
+        pad.unplug()
+    assert got.empty()  # nothing held at the end: stop released nothing
+
+
 def test_report_pairs_each_run_with_its_repeats_floor():
     def run(p50, p99):
         return {"p50": p50, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 1,
@@ -64,7 +108,7 @@ def test_report_pairs_each_run_with_its_repeats_floor():
     assert r["minus_b"]["thru"]["p99"] == pytest.approx(0.1)
     assert r["targets"]["notes"]["lost"] == 2 and r["targets"]["cc"]["xruns_per_run"] == [2, 2]
     text = bc.format_controllers(r)
-    assert "path measured: MIDI controller" in text and "gamepad path is not measured" in text
+    assert "path measured: MIDI controller" in text and "gamepad: kernel input events" in text
 
 
 @pytest.mark.jack
@@ -80,10 +124,13 @@ def test_bench_controllers_json_on_real_ports():
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout)
     assert result["path"].startswith("MIDI controller")
-    assert set(result["targets"]) == {"b", "thru", "notes", "cc"}
+    assert set(result["targets"]) == {"b", "thru", "notes", "cc", "gamepad"}
     for key, t in result["targets"].items():
         assert t["n"] == 40, key
         assert 0 < t["p50"] <= t["p99"] <= t["max"] < 1000, key
+    # The gamepad's reports went through genie run's evdev loop: every one answered in time.
+    assert result["targets"]["gamepad"]["lost"] == 0
+    assert set(result["minus_thru"]) == {"notes", "cc", "gamepad"}
     for v in (*result["minus_thru"].values(), *result["minus_b"].values()):
         assert math.isfinite(v["p50"]) and math.isfinite(v["p99"])
 

@@ -1,23 +1,34 @@
 """Controller latency through real JACK ports: a button press to the note on Genie's output.
 
-Measured path: the **MIDI controller** path. A measuring client (the controller) sends button
-presses and releases into ``Genie in`` of a ``genie run -p thru`` and times, from each message's
-own send stamp, the note it causes on ``Genie out``. The gamepad path (evdev) is not measured:
-``genie run`` reads gamepads only from ``/dev/input`` nodes, which this machine lacks, and the
-gamepad source takes a fake device only in-process (``GamepadSource(opener=...)``, for tests).
+Measured paths: the **MIDI controller** path and the **gamepad** (evdev) path of one
+``genie run -p thru``. A measuring client sends button presses and releases into ``Genie in``
+(a MIDI controller) or writes them as kernel input events into a gamepad device the daemon reads
+(see below), and times, from each input's own stamp, the note it causes on ``Genie out``.
 
 One private JACK dummy server (``genie-bench-ctl``), one Genie whose buttons are notes 60 62 64 65
-and CCs 20-23 (the thru processor plays buttons 0-7 as 60 62 64 65 67 69 71 72), and four targets,
-alternated per repeat:
+and CCs 20-23 (the thru processor plays buttons 0-7 as 60 62 64 65 67 69 71 72) and which reads
+one gamepad, and five targets, alternated per repeat:
 
 - ``b``: the rtmidi thru client (``daemon.bench.thru_client``): the floor for Python on rtmidi;
 - ``thru``: notes that are no button (36-59), passed through by Genie: the ``thru`` floor;
 - ``notes``: note buttons (an 8-key controller): note -> ButtonEvent -> processor -> note;
-- ``cc``: CC buttons (pads or knobs sending CCs): CC >= 64 / < 64 -> ButtonEvent -> note.
+- ``cc``: CC buttons (pads or knobs sending CCs): CC >= 64 / < 64 -> ButtonEvent -> note;
+- ``gamepad``: an Xbox 360 pad's bumpers and face buttons (``BTN_TL``, ``BTN_X``, ``BTN_EAST``,
+  ``BTN_TR``: buttons 1, 4, 5, 6), each press or release one kernel report (``EV_KEY``, then
+  ``SYN_REPORT``) stamped with CLOCK_MONOTONIC as the kernel stamps it, timed from that stamp:
+  report -> the daemon's evdev device loop (layout detection, ``PadParser``, the engine's queue)
+  -> processor -> note.
+
+The gamepad is a FIFO device (``daemon.io.fifo_input``, through ``genie run``'s hidden
+``--evdev-fifo-dir``): this machine has no ``/dev/input``, and no program can make a kernel event
+node without uinput rights. Everything from the bytes on is the daemon's real gamepad code; what is
+not measured is the kernel's part (USB polling, usually 1-8 ms, and the HID driver), which the
+``genie doctor`` report rate covers.
 
 Each run: wait a random time within one JACK period, send, wait for the note (deadline 1 s),
-record arrival stamp - send stamp (``time.perf_counter_ns``), one at a time. A lost reply counts
-as lost; then every control is released (untimed) so no button stays held, and the run goes on.
+record arrival stamp - send stamp (``time.perf_counter_ns``: on Linux the CLOCK_MONOTONIC the
+gamepad events carry), one at a time. A lost reply counts as lost; then every control is released
+(untimed) so no button stays held, and the run goes on.
 """
 
 from __future__ import annotations
@@ -45,26 +56,33 @@ from daemon.bench.latency import (
     spread,
     summarize,
 )
+from daemon.io.fifo_input import XBOX_360, FifoWriter
 
 SERVER_NAME = "genie-bench-ctl"
 PROBE_NAME = "bench controller"
-PATH = ("MIDI controller: button notes and CCs into 'Genie in' of genie run -p thru, to the note "
-        "on 'Genie out' (the evdev gamepad path is not measured: genie run reads only real "
-        "/dev/input devices)")
+PATH = ("MIDI controller: button notes and CCs into 'Genie in' of genie run -p thru; gamepad: "
+        "kernel input events (struct input_event, stamped on CLOCK_MONOTONIC) from an Xbox 360 "
+        "pad the same genie run reads through its evdev device loop (a FIFO device in place of "
+        "/dev/input); each to the note on 'Genie out'")
 NOTE_BUTTONS = (60, 62, 64, 65)  # buttons 0-3
 CC_BUTTONS = (20, 21, 22, 23)  # buttons 4-7
 PLAYS = (60, 62, 64, 65, 67, 69, 71, 72)  # what thru plays for buttons 0-7
+EV_KEY = 0x01
+PAD_BUTTONS = ((0x136, 1), (0x133, 4), (0x131, 5), (0x137, 6))  # (key code, button): TL X B TR
+PAD_NODE = "event0"
 TARGETS = (
     ("b", "rtmidi thru client (Python floor)"),
     ("thru", "genie run: a note passed through"),
     ("notes", "genie run: note button -> note"),
     ("cc", "genie run: CC button -> note"),
+    ("gamepad", "genie run: gamepad button -> note"),
 )
 LABELS = dict(TARGETS)
 MODEL_PORTS = ("Genie model in", "Genie model out")  # the second daemon, when a model is measured
 
 Step = tuple[tuple[int, ...], tuple[bool, int]]
-"""(message to send, (note on?, pitch) of the reply it causes)."""
+"""(message to send, or for the gamepad the (type, code, value) of its input event; (note on?,
+pitch) of the reply it causes)."""
 
 
 def stream(kind: str) -> Iterator[Step]:
@@ -75,6 +93,9 @@ def stream(kind: str) -> Iterator[Step]:
         if kind in ("b", "thru"):
             pitch = 36 + (i // 2) % 24  # 36-59: no button
             yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, pitch)
+        elif kind == "gamepad":
+            code, b = PAD_BUTTONS[(i // 2) % len(PAD_BUTTONS)]
+            yield (EV_KEY, code, 1 if on else 0), (on, PLAYS[b])
         elif kind in ("notes", "model"):
             b = (i // 2) % len(NOTE_BUTTONS)
             pitch = NOTE_BUTTONS[b]
@@ -93,7 +114,21 @@ def releases(kind: str) -> list[tuple[int, ...]]:
         return [(0xB0, cc, 0) for cc in CC_BUTTONS]
     if kind in ("notes", "model"):
         return [(0x80, p, 0) for p in NOTE_BUTTONS]
+    if kind == "gamepad":
+        return [(EV_KEY, code, 0) for code, _ in PAD_BUTTONS]
     return []
+
+
+class PadProbe:
+    """The measuring client's gamepad: ``send`` writes one report into the pad's FIFO and returns
+    the report's own stamp; replies arrive on the listening client's queue."""
+
+    def __init__(self, writer, listen) -> None:
+        self.writer = writer
+        self.received = listen.received
+
+    def send(self, event: tuple[int, int, int]) -> int:
+        return self.writer.send([event])
 
 
 def reply_key(msg) -> tuple[bool, int] | None:
@@ -147,7 +182,7 @@ def _genie_config(workdir: Path, model: str | None = None) -> Path:
     # echo_window_ms = 0: the probe is a controller, not a DAW echoing Genie's output
     path.write_text(f'[midi]\napi = "jack"\nclient_name = "Genie bench {model or "ctl"}"\n'
                     f'echo_window_ms = 0\n{ports[0]}\n[keyboard]\nenabled = "off"\n\n'
-                    f'[gamepad]\nenabled = "off"\n\n'
+                    f'[gamepad]\nenabled = "{"off" if model else "on"}"\nsdl = "off"\n\n'
                     f'[[processor]]\n{ports[1]}buttons = [{buttons}]\n{processor}')
     return path
 
@@ -183,9 +218,15 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
         thru = ThruClient()
         stack.callback(thru.stop)
         env = {"XDG_STATE_HOME": str(Path(tmp) / "state")}  # no learned map of the user's
-        genie = GenieProcess(["-p", "thru", "--api", "jack"], env=env,
-                             config=str(_genie_config(Path(tmp)))).start()
+        devices = Path(tmp) / "input"  # the daemon's /dev/input
+        devices.mkdir()
+        pad = FifoWriter.plug(devices, PAD_NODE, XBOX_360)
+        stack.callback(pad.unplug)  # after the daemon stopped (the stack unwinds in reverse)
+        genie = GenieProcess(["-p", "thru", "--api", "jack", "--evdev-fifo-dir", str(devices)],
+                             env=env, config=str(_genie_config(Path(tmp)))).start()
         stack.callback(genie.stop)
+        if f"is gamepad:{XBOX_360['name']}" not in genie.log:
+            raise RuntimeError(f"genie run did not open the benchmark's gamepad:\n{genie.log}")
         if model:
             say(f"starting genie run -p {model}")
             model_genie = GenieProcess(["-p", model, "--api", "jack"], env=env,
@@ -195,8 +236,11 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
         stack.callback(probe.close)
         play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
         genie_wires = [(play, "Genie in:Genie in"), ("Genie out:Genie out", listen)]
+        probes = {key: probe for key in labels}
+        probes["gamepad"] = PadProbe(pad, probe)
         wires = {"b": [(play, thru.play_into), (thru.listen_to, listen)],
                  "thru": genie_wires, "notes": genie_wires, "cc": genie_wires,
+                 "gamepad": [("Genie out:Genie out", listen)],
                  "model": [(play, f"{MODEL_PORTS[0]}:{MODEL_PORTS[0]}"),
                            (f"{MODEL_PORTS[1]}:{MODEL_PORTS[1]}", listen)]}
         rng = random.Random(seed)
@@ -210,9 +254,9 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
                 try:
                     _drain(probe.received)
                     try:
-                        measure(probe, WARMUP, period_s, rng, streams[key], releases(key))
+                        measure(probes[key], WARMUP, period_s, rng, streams[key], releases(key))
                         log.read()
-                        got, lost, stray = measure(probe, n, period_s, rng, streams[key],
+                        got, lost, stray = measure(probes[key], n, period_s, rng, streams[key],
                                                    releases(key), progress)
                     except RuntimeError as exc:
                         raise RuntimeError(f"run {repeat + 1} of {key}: {exc}; see "
@@ -256,14 +300,16 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], *, n
     return {
         "benchmark": "controllers",
         "path": PATH,
-        "units": "ms, from the input message's send stamp to the note's arrival",
+        "units": ("ms, from the input's own stamp (a MIDI message's send stamp, a gamepad "
+                  "event's CLOCK_MONOTONIC time stamp) to the note's arrival"),
         "server": server,
         "n": n,
         "repeats": repeats,
         "seed": seed,
         "targets": targets,
-        "minus_thru": {key: versus(key, "thru") for key in ("notes", "cc", "model") if key in runs},
-        "minus_b": {key: versus(key, "b") for key in ("thru", "notes", "cc", "model")
+        "minus_thru": {key: versus(key, "thru") for key in ("notes", "cc", "gamepad", "model")
+                       if key in runs},
+        "minus_b": {key: versus(key, "b") for key in ("thru", "notes", "cc", "gamepad", "model")
                     if key in runs},
         "minus_is": "median over repeats of (run - the same repeat's floor run)",
     }

@@ -72,23 +72,24 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 @click.option("-n", "--count", "n", default=1000, show_default=True, type=click.IntRange(1),
               help="Presses and releases timed per run.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
-              help="Times the alternation b thru notes cc is repeated.")
+              help="Times the alternation b thru notes cc gamepad is repeated.")
 @seed_option
 @json_option
 def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool) -> None:
-    """Button press to note out, p50/p99, against the thru floor (the MIDI-controller path).
+    """Button press to note out, p50/p99, against the thru floor (MIDI controllers, gamepads).
 
     Note buttons and CC buttons into a genie run -p thru, timed from each message's send stamp
-    to its note on Genie's output; against notes passed through by the same Genie (thru) and the
-    rtmidi thru client (b). The evdev gamepad path is not measured (see the output).
+    to its note on Genie's output, and gamepad buttons read by the same Genie through its evdev
+    device loop, timed from each input event's own time stamp; against notes passed through by
+    the same Genie (thru) and the rtmidi thru client (b).
     """
-    from daemon.bench.controllers import format_controllers, run_controllers
+    from daemon.bench.controllers import TARGETS, format_controllers, run_controllers
     from daemon.io.jack import jackd_available
 
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
-    result = measure("genie bench controllers", 4 * n * repeats, as_json, run_controllers,
-                     period=period, rate=rate, n=n, repeats=repeats, seed=seed)
+    result = measure("genie bench controllers", len(TARGETS) * n * repeats, as_json,
+                     run_controllers, period=period, rate=rate, n=n, repeats=repeats, seed=seed)
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_controllers(result))
 
 
