@@ -353,7 +353,8 @@ class FakeEngine:
         self.stopped.set()
 
 
-def open_inputs(tmp_path, monkeypatch, keyboard: dict, env: dict | None = None, tty=False):
+def open_inputs(tmp_path, monkeypatch, keyboard: dict, env: dict | None = None, tty=False,
+                gamepad: dict | None = None):
     from daemon.commands import run
 
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "SSH_CONNECTION", "SSH_TTY"):
@@ -361,8 +362,11 @@ def open_inputs(tmp_path, monkeypatch, keyboard: dict, env: dict | None = None, 
     for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "stdin", FakeStdin(tty))
-    cfg = parse_config({"keyboard": keyboard, "gamepad": {"sdl": "off"}})
-    return run._open_inputs(cfg, FakeEngine(), str(tmp_path))
+    cfg = parse_config({"keyboard": keyboard, "gamepad": {"sdl": "off", **(gamepad or {})}})
+    inputs = run._open_inputs(cfg, FakeEngine(), str(tmp_path))
+    if inputs.evdev is not None:
+        inputs.evdev.stop()  # never started: closes its pipe and selector (its kinds remain)
+    return inputs
 
 
 def kind_names(inputs) -> list[str]:
@@ -381,6 +385,11 @@ def test_run_picks_the_keyboards(tmp_path, monkeypatch):
     assert kind_names(open_inputs(tmp_path, monkeypatch, {"keys": "asdfjklö"})) == ["gamepad"]
     with pytest.raises(ConfigError, match="keyboard.keys"):
         parse_config({"keyboard": {"source": "evdev", "keys": "asdfjklö"}})
+    # No device directory: auto reads nothing through evdev; "on" and "evdev" wait for devices.
+    none = tmp_path / "none"
+    assert kind_names(open_inputs(none, monkeypatch, {})) == []
+    assert kind_names(open_inputs(none, monkeypatch, {"source": "evdev"},
+                                  gamepad={"enabled": "on"})) == ["gamepad", "keyboard"]
     # stdin is no terminal here: asking for the terminal alone is a one-line error.
     with pytest.raises(UserError, match="stdin is not a terminal"):
         open_inputs(tmp_path, monkeypatch, {"enabled": "on", "source": "terminal"})

@@ -204,20 +204,20 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
         from daemon.io.fifo_input import open_fifo_device
 
         dev_dir, opener = evdev_fifo_dir, open_fifo_device
-    have_dir = os.path.isdir(dev_dir)
+    have_dir = os.path.isdir(dev_dir)  # "auto" needs it; "on" waits for devices to appear
     why_not = None if opener else evdev_available()
-    if not have_dir:
-        why_not = f"no {dev_dir} on this machine"
     out = Inputs()
 
     kinds = []
     if pad.enabled == "on" or (pad.enabled == "auto" and have_dir):
         if why_not and pad.enabled == "on":
             raise UserError(f"gamepad: {why_not}")
-        if not why_not:
+        if why_not:
+            log.info("no gamepads through evdev: %s", why_not)
+        else:
             kinds.append(GamepadKind(pad))
     keyboard_kind = None
-    if kb.enabled != "off" and kb.source != "terminal":
+    if kb.enabled != "off" and kb.source != "terminal" and (have_dir or kb.source == "evdev"):
         from daemon.io.evdev_keyboard import KeyboardKind, check_keys
 
         why_kb = why_not or check_keys(kb.keys, kb.quit_key)
@@ -239,8 +239,6 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
                                     opener=opener)
         except GamepadUnavailable as exc:  # python-evdev went missing since the check above
             raise UserError(f"evdev: {exc}") from None
-    elif why_not and pad.enabled == "auto":
-        log.info("no gamepads through evdev: %s", why_not)
 
     if kb.enabled != "off":
         if sys.stdin.isatty():
