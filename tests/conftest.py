@@ -32,7 +32,8 @@ def jack_server(tmp_path_factory):
             pytest.fail(f"{why}; CI must run the real-port tests", pytrace=False)
         pytest.skip(why)
     saved = {k: os.environ.get(k) for k in JACK_ENV}
-    server = DummyServer(name="genie-test", period=256, sync=True,
+    name = os.environ.get("GENIE_TEST_JACK_SERVER", "genie-test")  # two checkouts side by side
+    server = DummyServer(name=name, period=256, sync=True,
                              log_path=tmp_path_factory.mktemp("jackd") / "jackd.log")
     try:
         server.start()  # sets JACK_DEFAULT_SERVER / JACK_NO_START_SERVER for subprocesses too

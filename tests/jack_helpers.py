@@ -122,6 +122,8 @@ class Rig:
                 errors.append(exc)
             print(f"--- genie daemon {i} log (exit code {proc.proc and proc.proc.returncode}):")
             print(proc.log)  # pytest shows it when the test fails
+        if self.daemons:
+            self._settle()
         for client in self.clients:
             try:
                 client.close()
@@ -129,6 +131,23 @@ class Rig:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    def _settle(self, timeout_s: float = 3.0) -> None:
+        """Wait until the stopped daemons' ports are gone from the server before our clients
+        close: their exit changes the graph, and closing a port while JACK still announces that
+        change can crash libjack (see ``daemon.io.loopback.GRAPH_QUIET_S``)."""
+        if not self.clients:
+            return
+        ours = tuple(c.name for c in self.clients)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                ports = self.clients[0].inp.get_ports()
+            except Exception:
+                break
+            if all(p.startswith(ours) for p in ports):
+                break
+            time.sleep(0.02)
 
 
 def genie_cmd(*args: str, config: Path | None = None) -> list[str]:

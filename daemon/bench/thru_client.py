@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 
+from daemon.io.midi import release
+
 READY_MARK = "thru: ready"
 
 
@@ -55,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         inp.cancel_callback()
         for port in (inp, out):
-            port.close_port()
-            port.delete()
+            release(port, args.api)
     return 0
 
 

@@ -58,6 +58,8 @@ class PortClient:
 
         from daemon.io.midi import _api_id, match_port
 
+        self.api = api
+
         self.received: queue.Queue[tuple[int, tuple[int, ...]]] = queue.Queue()
         self.out = rtmidi.MidiOut(_api_id(api), name=f"{name} play")
         self.inp = rtmidi.MidiIn(_api_id(api), name=f"{name} listen")
@@ -112,7 +114,8 @@ class PortClient:
         return out
 
     def close(self) -> None:
+        from daemon.io.midi import release
+
         self.inp.cancel_callback()  # no Python call from JACK's thread while the port goes away
         for port in (self.out, self.inp):
-            port.close_port()
-            port.delete()
+            release(port, self.api)

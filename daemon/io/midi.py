@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger("genie.midi")
@@ -85,6 +86,22 @@ def open_probe(api: str):
     probe = rtmidi.MidiIn(_api_id(api), name="Genie watch")
     _silence_rtmidi(probe, "watch")
     return probe
+
+
+# libjack (jack2 1.9.22, as bundled with python-rtmidi) lets a client's notification thread walk
+# the client's port list for a latency update, which the server sends a cycle or so after any
+# graph change, while the same client unregisters a port: a crash (jackaudio/jack2#216; seen here
+# about once in 150 test teardowns). Unregistering only after the graph has been quiet for a
+# moment keeps the two apart. Ports close at exit or in tests, never on the playing path.
+GRAPH_QUIET_S = 0.1
+
+
+def release(port, api: str) -> None:
+    """Close an rtmidi port and delete its client; under JACK after ``GRAPH_QUIET_S``."""
+    if api == "jack":
+        time.sleep(GRAPH_QUIET_S)
+    port.close_port()
+    port.delete()
 
 
 def list_ports(api: str) -> tuple[list[str], list[str]]:
@@ -173,8 +190,7 @@ class MidiInput:
 
     def close(self) -> None:
         if self._port is not None:
-            self._port.close_port()
-            self._port.delete()
+            release(self._port, self.api)
             self._port = None
 
 
@@ -220,6 +236,5 @@ class MidiOutput:
     def close(self) -> None:
         for p in (self._port, *self._links):
             if p is not None:
-                p.close_port()
-                p.delete()
+                release(p, self.api)
         self._port, self._links = None, ()
