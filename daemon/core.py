@@ -36,8 +36,10 @@ from daemon.events import (
     valid_message,
 )
 from daemon.io import midi_buttons
-from daemon.processor import Processor
+from daemon.processor import BaseProcessor, Processor
 from daemon.scheduler import Scheduler, Sent
+
+NEVER_NS = 1 << 62  # next_wake_ns when nothing is scheduled
 
 log = logging.getLogger("genie.engine")
 
@@ -57,6 +59,8 @@ class Slot:
     def __post_init__(self) -> None:
         # note -> button, CC number -> button (daemon.io.midi_buttons)
         self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.cfg.buttons)
+        # the engine need not wake for idle calls that do nothing (BaseProcessor's default)
+        self.has_idle = getattr(type(self.proc), "on_idle", None) is not BaseProcessor.on_idle
 
     @property
     def label(self) -> str:
@@ -300,13 +304,14 @@ class EngineCore:
 
     def next_wake_ns(self) -> int:
         """When ``tick`` next has something to do (without new input)."""
-        candidates = [self._next_idle_ns]
+        candidates = [self._next_idle_ns] if any(
+            s.active and s.has_idle for s in self.slots) else []
         due = self.scheduler.next_due_ns()
         if due is not None:
             candidates.append(due - self.send_ahead_ns)
         if self._later:
             candidates.append(self._later[0][0])
-        return min(candidates)
+        return min(candidates, default=NEVER_NS)
 
     def _emit(self, sent: list[Sent], now_ns: int) -> None:
         recent = self._recent_out

@@ -44,6 +44,26 @@ def lower_priority(nice: int = 10) -> None:
         pass
 
 
+def realtime_allowed(priority: int = 1) -> bool:
+    """Whether this process may put a thread in SCHED_FIFO at ``priority`` (root, or rtprio)."""
+    import resource
+
+    return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= priority
+
+
+def realtime_priority(priority: int) -> bool:
+    """Put the calling thread in SCHED_FIFO at ``priority`` (Linux, with rtprio rights).
+
+    For the engine thread: it then wakes on time however busy the machine's ordinary threads
+    are. Keep ``priority`` below JACK's own threads (jackd -P, default 10; its clients run just
+    under it), so the audio never waits for Genie."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return True
+    except (AttributeError, OSError, PermissionError):
+        return False
+
+
 class WorkerThread:
     """One named, low-priority thread running jobs in order; results go to ``deliver``."""
 

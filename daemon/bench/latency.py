@@ -362,11 +362,14 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
                                     "duration_s": round(result.duration_s, 3), "xruns": xruns})
                 between.extend(log.read())
         between.extend(log.read())
+        engine = next((line.split("engine thread: ", 1)[1] for line in genie.log_lines
+                       if "engine thread: " in line), "unknown")
     return report(runs, samples_ms, classify_xruns(between), n=n, repeats=repeats, seed=seed,
                   server={"name": SERVER_NAME,
                           "period_frames": info.buffer_frames if info else period,
                           "rate": info.sample_rate if info else rate,
-                          "period_ms": period_s * 1e3, "realtime": realtime})
+                          "period_ms": period_s * 1e3, "realtime": realtime},
+                  engine=engine)
 
 
 def _restore_env(saved: dict[str, str | None]) -> None:
@@ -378,7 +381,7 @@ def _restore_env(saved: dict[str, str | None]) -> None:
 
 
 def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], between: dict, *,
-           n: int, repeats: int, seed: int, server: dict) -> dict:
+           n: int, repeats: int, seed: int, server: dict, engine: str = "unknown") -> dict:
     """Pool the runs into the benchmark's figures and verdict (pure: unit-testable)."""
     targets = {}
     for key in runs:
@@ -416,6 +419,7 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], betw
         "spread": "max - min of each figure across repeats",
         "minus_b_is": "median over repeats of (run - its repeat's b run); p99_pooled: all samples",
         "server": server,
+        "genie_engine": engine,  # how genie run's engine thread polled (from its log)
         "n": n,
         "repeats": repeats,
         "seed": seed,

@@ -44,9 +44,10 @@ def bench() -> None:
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
               help="Times the alternation a b c c' is repeated.")
 @seed_option
-@click.option("--realtime/--no-realtime", default=False, show_default=True,
-              help="Run jackd -R (real-time threads; needs rtprio rights). On a loaded machine "
-                   "a server without them measures the machine's load more than the clients.")
+@click.option("--realtime/--no-realtime", default=None,
+              help="Run jackd -R (real-time threads), as for live use [default: when this user "
+                   "may (root or rtprio)]. A server without real-time threads measures the "
+                   "machine's load more than the clients, and Genie's engine then polls on a timer.")
 @json_option
 def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: bool,
             as_json: bool) -> None:
@@ -59,7 +60,10 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
     """
     from daemon.bench.latency import run_latency
     from daemon.io.jack import jackd_available
+    from daemon.workers import realtime_allowed
 
+    if realtime is None:
+        realtime = realtime_allowed()
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
     result = measure("genie bench latency", 4 * n * repeats, as_json, run_latency,
@@ -144,6 +148,7 @@ def format_latency(r: dict) -> str:
         f"{', real-time' if s.get('realtime') else ', not real-time'}); n={r['n']} per run, "
         f"{r['repeats']} repeat(s), runs alternated "
         f"{' '.join(t['name'] for t in r['targets'].values())} ...",
+        f"genie run's engine thread: {r.get('genie_engine', 'unknown')}",
         "round trip in ms, pooled over the repeats; jitter = standard deviation; "
         "spread = max - min across repeats",
         "",

@@ -100,11 +100,15 @@ def check_processors() -> list[Finding]:
 
 
 def check_permissions() -> list[Finding]:
+    from daemon.workers import realtime_allowed
+
     soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
-    if soft > 0:
-        return [Finding("ok", f"real-time priority allowed (rtprio {soft}); Genie does not need it")]
-    return [Finding("ok", "no real-time priority (not required; JACK's own threads may want it: "
-                          "add yourself to the audio group)")]
+    if realtime_allowed():
+        return [Finding("ok", f"real-time priority allowed (rtprio {soft}): with a real-time JACK "
+                              "server (jackd -R) the engine polls at SCHED_FIFO 1, under JACK")]
+    return [Finding("warn", "no real-time priority: with a real-time JACK server the engine polls "
+                            "on a timer, and late on a busy machine",
+                    "add yourself to the audio group (rtprio in /etc/security/limits.d/audio.conf)")]
 
 
 def check_gamepads(listen_s: float = 1.0) -> list[Finding]:

@@ -81,6 +81,72 @@ def server_info(name: str | None = None) -> ServerInfo | None:
         lib.jack_client_close(client)
 
 
+class CycleClock:
+    """Where the running JACK server is in its cycle, read from its shared engine state.
+
+    A client with no ports that is never activated: it takes no part in the graph and costs the
+    audio thread nothing. ``jack_get_cycle_times`` says when the current cycle began and when the
+    next one will; the engine polls rtmidi at fixed points of each cycle with it (see
+    ``daemon.engine``). Cycle times that disagree with the server's buffer size (a stalled or
+    restarting server) read as None, and the caller falls back to its timer.
+    """
+
+    def __init__(self, lib, client: int) -> None:
+        self._lib = lib
+        self._client = client
+        self._frames = ctypes.c_uint32()
+        self._start = ctypes.c_uint64()
+        self._next = ctypes.c_uint64()
+        self._period = ctypes.c_float()
+        self.nominal_ns = (lib.jack_get_buffer_size(client) * 1_000_000_000
+                           // max(1, lib.jack_get_sample_rate(client)))
+        self.realtime = bool(lib.jack_is_realtime(client))  # jackd -R: its threads are SCHED_FIFO
+
+    @classmethod
+    def open(cls, client_name: str, server: str | None = None) -> "CycleClock | None":
+        """A clock on ``server`` (default ``$JACK_DEFAULT_SERVER``); None when none answers."""
+        lib = _libjack()
+        if lib is None:
+            return None
+        lib.jack_get_cycle_times.argtypes = [
+            ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint64),
+            ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_float)]
+        lib.jack_get_time.restype = ctypes.c_uint64
+        lib.jack_is_realtime.argtypes = [ctypes.c_void_p]
+        status = ctypes.c_int(0)
+        with _quiet_stderr():
+            client = lib.jack_client_open(client_name.encode(),
+                                          JACK_NO_START_SERVER | JACK_SERVER_NAME,
+                                          ctypes.byref(status), (server or server_name()).encode())
+        if not client:
+            return None
+        return cls(lib, client)
+
+    def cycle(self) -> tuple[int, int] | None:
+        """(ns since the current cycle began, cycle length in ns), or None when not credible."""
+        if self._client is None or self._lib.jack_get_cycle_times(
+                self._client, ctypes.byref(self._frames), ctypes.byref(self._start),
+                ctypes.byref(self._next), ctypes.byref(self._period)) != 0:
+            return None
+        period = (self._next.value - self._start.value) * 1000
+        if not self.nominal_ns // 2 <= period <= 2 * self.nominal_ns:
+            return None
+        return (self._lib.jack_get_time() - self._start.value) * 1000, period
+
+    def ns_until(self, phases: tuple[float, ...]) -> int | None:
+        """ns from now to the nearest coming point ``phases`` (0-1) of the way into a cycle."""
+        got = self.cycle()
+        if got is None:
+            return None
+        since, period = got
+        return min((int(p * period) - since) % period or period for p in phases)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._lib.jack_client_close(self._client)
+            self._client = None
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """Silence file descriptor 2 for a moment (C libraries that print). Start-up only."""
@@ -177,8 +243,10 @@ class DummyServer:
                     time.sleep(0.002)
             return False
         finally:
-            mi.delete()
-            mo.delete()
+            from daemon.io.midi import release
+
+            release(mi, "jack")
+            release(mo, "jack")
 
     def xruns(self) -> list[str]:
         """Lines of the server log that report xruns (each names the client blamed)."""
