@@ -24,6 +24,7 @@ if why:
     pytest.skip(why, allow_module_level=True)
 
 import sdl2
+from sdl_helpers import VirtualPad
 
 from daemon.config import parse_config
 from daemon.core import Slot
@@ -49,8 +50,7 @@ def test_virtual_sdl_controller_plays_through_the_engine_on_real_jack_ports(live
     proc.start(Context("thru", {}))
     out = MidiOutput.open("jack", OUT)
     engine = Engine(cfg, [Slot(cfg.processors[0], proc)], [], {OUT: out})
-    listen = src = None
-    index = -1
+    listen = src = pad = None
     started = False
     try:
         listen = Client("gt-sdl", target_in=None, target_out=f"{OUT}:{OUT}")
@@ -58,21 +58,8 @@ def test_virtual_sdl_controller_plays_through_the_engine_on_real_jack_ports(live
         started = True
         src = SdlGamepadSource(engine.post, engine.source_lost)
         src.open()
-        index = sdl2.SDL_JoystickAttachVirtual(sdl2.SDL_JOYSTICK_TYPE_GAMECONTROLLER,
-                                               sdl2.SDL_CONTROLLER_AXIS_MAX,
-                                               sdl2.SDL_CONTROLLER_BUTTON_MAX, 0)
-        assert index >= 0, sdl2.SDL_GetError()
-        src.poll(0.05)
-        assert src.sources() == ["sdl:Virtual Controller"]
-        joy = sdl2.SDL_JoystickFromInstanceID(sdl2.SDL_JoystickGetDeviceInstanceID(index))
-
-        def press(button=None, axis=None, value=1):
-            if axis is None:
-                sdl2.SDL_JoystickSetVirtualButton(joy, button, value)
-            else:
-                sdl2.SDL_JoystickSetVirtualAxis(joy, axis, value)
-            src.poll(0.02)
-
+        pad = VirtualPad(src)
+        press = pad.press
         press(sdl2.SDL_CONTROLLER_BUTTON_X)  # button 4
         assert listen.take(1) == [(NOTE_ON, 67, 100)]
         press(sdl2.SDL_CONTROLLER_BUTTON_X, value=0)
@@ -82,15 +69,13 @@ def test_virtual_sdl_controller_plays_through_the_engine_on_real_jack_ports(live
         press(sdl2.SDL_CONTROLLER_BUTTON_DPAD_RIGHT)  # button 3
         assert listen.take(1) == [(NOTE_ON, 65, 100)]
         # Unplugged mid-chord: both held notes end on the output port.
-        assert sdl2.SDL_JoystickDetachVirtual(index) == 0
-        index = -1
-        src.poll(0.05)
+        pad.detach()
         assert sorted(listen.take(2)) == [(NOTE_OFF, 60, 0), (NOTE_OFF, 65, 0)]
         assert src.sources() == []
         assert [m for _, m in listen.collect(quiet_s=0.2, timeout_s=2)] == []  # nothing else
     finally:
-        if index >= 0:
-            sdl2.SDL_JoystickDetachVirtual(index)
+        if pad is not None:
+            pad.detach()
         if src is not None:
             src.close()
         if started:

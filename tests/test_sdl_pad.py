@@ -43,6 +43,7 @@ def test_config_gamepad_sdl_is_auto_on_or_off():
 
 
 sdl2 = pytest.importorskip("sdl2", exc_type=ImportError)
+from sdl_helpers import VirtualPad  # noqa: E402  (needs sdl2)
 
 
 @pytest.fixture
@@ -72,20 +73,10 @@ def out(core):
 
 def test_virtual_controller_press_release_and_detach(engine_and_source):
     core, src, lost = engine_and_source
-    index = sdl2.SDL_JoystickAttachVirtual(sdl2.SDL_JOYSTICK_TYPE_GAMECONTROLLER,
-                                           sdl2.SDL_CONTROLLER_AXIS_MAX,
-                                           sdl2.SDL_CONTROLLER_BUTTON_MAX, 0)
-    assert index >= 0, sdl2.SDL_GetError()
-    src.poll(0.05)
-    assert src.sources() == ["sdl:Virtual Controller"]
-    joy = sdl2.SDL_JoystickFromInstanceID(sdl2.SDL_JoystickGetDeviceInstanceID(index))
+    pad = VirtualPad(src)
 
     def press(button=None, axis=None, value=1):
-        if axis is None:
-            sdl2.SDL_JoystickSetVirtualButton(joy, button, value)
-        else:
-            sdl2.SDL_JoystickSetVirtualAxis(joy, axis, value)
-        src.poll(0.02)
+        pad.press(button, axis, value)
         return out(core)
 
     assert press(sdl2.SDL_CONTROLLER_BUTTON_X) == [(0x90, 67, 100)]  # button 4
@@ -94,8 +85,7 @@ def test_virtual_controller_press_release_and_detach(engine_and_source):
     assert press(sdl2.SDL_CONTROLLER_BUTTON_DPAD_RIGHT) == [(0x90, 65, 100)]  # button 3
     assert press(sdl2.SDL_CONTROLLER_BUTTON_A) == []  # not one of the 8
     # unplugged mid-chord: both held buttons end, and the engine hears the source is gone
-    sdl2.SDL_JoystickDetachVirtual(index)
-    src.poll(0.05)
+    pad.detach()
     assert sorted(out(core)) == [(0x80, 60, 0), (0x80, 65, 0)]
     assert lost == ["sdl:Virtual Controller"] and src.sources() == []
 
