@@ -29,8 +29,10 @@ from test_gamepad import XPAD_360, PipePad, Rig
 from daemon.cli import UserError
 from daemon.config import ConfigError, parse_config
 from daemon.events import now_ns
+from daemon.io import evdev_devices
 from daemon.io import evdev_keyboard as kb
 from daemon.io import gamepad as g
+from daemon.io.evdev_devices import EvdevSource
 from daemon.io.fifo_input import KEYBOARD, XBOX_360, FifoWriter, open_fifo_device
 from daemon.io.keyboard import TerminalKeyboard
 
@@ -201,14 +203,14 @@ def test_keyboard_unplugged_mid_press_with_enodev_releases_and_comes_back(tmp_pa
                                                                                (6, True)}
         # Unplugged: the node goes and the next read of it fails with ENODEV, as the kernel's.
         gone = keyboard.fileno()
-        real_read = g._read_node
+        real_read = evdev_devices._read_node
 
         def read(fd):
             if fd == gone and not keyboard.closed:  # (the fd number is reused after close)
                 raise OSError(errno.ENODEV, "No such device")
             return real_read(fd)
 
-        monkeypatch.setattr(g, "_read_node", read)
+        monkeypatch.setattr(evdev_devices, "_read_node", read)
         os.unlink(rig.dir / "event4")
         keyboard.send((e.EV_KEY, e.KEY_S, 1))  # wakes the loop; the read fails
         released = {(ev.button, ev.pressed) for ev in (rig.next(), rig.next())}
@@ -267,7 +269,7 @@ def test_fifo_devices_play_through_the_same_loop(tmp_path):
     stamped with CLOCK_MONOTONIC."""
     got: queue.Queue = queue.Queue()
     lost: queue.Queue = queue.Queue()
-    src = g.EvdevSource(got.put, lost.put, kinds(), dev_dir=str(tmp_path), opener=open_fifo_device)
+    src = EvdevSource(got.put, lost.put, kinds(), dev_dir=str(tmp_path), opener=open_fifo_device)
     early = FifoWriter.plug(tmp_path, "event0", KEYBOARD)  # found by the scan at start
     (tmp_path / "event7").write_text("not a FIFO")  # skipped
     src.start()

@@ -24,11 +24,13 @@ from evdev import ecodes as e
 from evdev.device import AbsInfo, DeviceInfo
 
 from daemon.events import ButtonEvent, now_ns
+from daemon.io import evdev_events as kernel
 from daemon.io import gamepad as g
+from daemon.io.evdev_devices import EvdevSource, PadChange
+from daemon.io.evdev_events import encode_event
 from daemon.io.gamepad import (
     GamepadSettings,
     GamepadSource,
-    PadChange,
     PadParser,
     choose_layout,
     detect_layout,
@@ -109,22 +111,22 @@ def parser_for(pad, **kw) -> PadParser:
 # ---- codes, clocks, names ----------------------------------------------------------------------
 
 def test_kernel_codes_match_evdev_and_the_clock_ioctl_number():
-    for name, code in {**g._CODES, **g._ABS_CODES}.items():
+    for name, code in {**kernel.KEY_CODES_BY_NAME, **kernel.ABS_CODES_BY_NAME}.items():
         assert e.ecodes[name] == code, name
-    assert (g.EV_SYN, g.EV_KEY, g.EV_ABS, g.SYN_REPORT, g.SYN_DROPPED) == (
-        e.EV_SYN, e.EV_KEY, e.EV_ABS, e.SYN_REPORT, e.SYN_DROPPED)
-    assert g.EVIOCSCLOCKID == 0x400445A0
-    assert g.EVENT.size == (24 if struct.calcsize("l") == 8 else 16)  # struct input_event
-    raw = g.encode_event(12, 345, e.EV_KEY, e.BTN_SOUTH, 1)
-    (ev,) = g.decode_events(raw)
+    assert (kernel.EV_SYN, kernel.EV_KEY, kernel.EV_ABS, kernel.SYN_REPORT,
+            kernel.SYN_DROPPED) == (e.EV_SYN, e.EV_KEY, e.EV_ABS, e.SYN_REPORT, e.SYN_DROPPED)
+    assert kernel.EVIOCSCLOCKID == 0x400445A0
+    assert kernel.EVENT.size == (24 if struct.calcsize("l") == 8 else 16)  # struct input_event
+    raw = encode_event(12, 345, e.EV_KEY, e.BTN_SOUTH, 1)
+    (ev,) = kernel.decode_events(raw)
     assert isinstance(ev, InputEvent) and (ev.sec, ev.usec, ev.type, ev.code, ev.value) == (
         12, 345, e.EV_KEY, e.BTN_SOUTH, 1)
 
 
 def test_perf_counter_is_clock_monotonic():
     # The daemon's clock and the clock the kernel stamps events with (after EVIOCSCLOCKID).
-    assert abs(g.clock_offset_ns(time.CLOCK_MONOTONIC)) < 1 * MS
-    assert abs(g.clock_offset_ns(time.CLOCK_REALTIME)) > 1_000_000 * MS  # the wall clock is not
+    assert abs(kernel.clock_offset_ns(time.CLOCK_MONOTONIC)) < 1 * MS
+    assert abs(kernel.clock_offset_ns(time.CLOCK_REALTIME)) > 1_000_000 * MS  # the wall clock is not
 
 
 def test_control_names_round_trip():
@@ -377,7 +379,7 @@ class PipePad:
                 (self.down.add if value else self.down.discard)(code)
             elif type_ == e.EV_ABS:
                 self.values[code] = value
-        os.write(self.w, b"".join(g.encode_event(sec, usec, *ev) for ev in
+        os.write(self.w, b"".join(encode_event(sec, usec, *ev) for ev in
                                    [*events, (e.EV_SYN, e.SYN_REPORT, 0)]))
 
     def unplug(self) -> None:
@@ -403,7 +405,7 @@ class Rig:
                                      dev_dir=str(self.dir), opener=self.open,
                                      learned=learned or {})
         else:
-            self.src = g.EvdevSource(self.events.put, self.lost.put, kinds,
+            self.src = EvdevSource(self.events.put, self.lost.put, kinds,
                                      dev_dir=str(self.dir), opener=self.open)
 
     def plug(self, name: str, pad) -> None:
@@ -499,9 +501,9 @@ def test_syn_dropped_on_the_device_path_rereads_the_state(tmp_path):
         assert {rig.next().button, rig.next().button} == {1, 6}
         # The kernel dropped events: during the gap TR went up and ZL went down.
         pad.down = {e.BTN_TL, e.BTN_TL2}
-        os.write(pad.w, g.encode_event(0, 0, e.EV_SYN, e.SYN_DROPPED, 0)
-                 + g.encode_event(0, 0, e.EV_KEY, e.BTN_TR, 0)
-                 + g.encode_event(0, 0, e.EV_SYN, e.SYN_REPORT, 0))
+        os.write(pad.w, encode_event(0, 0, e.EV_SYN, e.SYN_DROPPED, 0)
+                 + encode_event(0, 0, e.EV_KEY, e.BTN_TR, 0)
+                 + encode_event(0, 0, e.EV_SYN, e.SYN_REPORT, 0))
         got = {(ev.button, ev.pressed) for ev in (rig.next(), rig.next())}
         assert got == {(6, False), (0, True)}
         assert rig.events.empty()

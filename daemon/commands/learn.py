@@ -66,13 +66,8 @@ def learn_buttons(pads: list[tuple[Any, str, set[int], dict]], echo: Callable[[s
 
     ``pads`` as ``open_controllers`` gives them. Returns (device name, control names). Raises
     UserError on a timeout (``timeout_s`` without a new button) or when every pad went away."""
-    from daemon.io.gamepad import (
-        EVENT,
-        READ_EVENTS,
-        PadParser,
-        all_controls_layout,
-        decode_events,
-    )
+    from daemon.io.evdev_events import EVENT, READ_EVENTS, decode_events
+    from daemon.io.gamepad import PadParser, all_controls_layout
 
     parsers = {}
     sel = selectors.DefaultSelector()
@@ -186,7 +181,8 @@ def learn(device: str, midi_port: str | None, api: str, timeout: float, dev_dir:
         _learn_midi(midi_port, api, timeout)
         return
 
-    from daemon.io.gamepad import PERMISSION_HINT, evdev_available, open_controllers
+    from daemon.io.evdev_devices import PERMISSION_HINT, evdev_available
+    from daemon.io.gamepad import open_controllers
 
     why = evdev_available()
     if why:

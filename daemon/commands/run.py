@@ -191,12 +191,8 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
 
     ``evdev_fifo_dir`` (tests and benchmarks only): evdev devices are FIFOs in that directory
     (``daemon.io.fifo_input``) instead of the nodes in /dev/input."""
-    from daemon.io.gamepad import (
-        EvdevSource,
-        GamepadKind,
-        GamepadUnavailable,
-        evdev_available,
-    )
+    from daemon.io.evdev_devices import EvdevSource, GamepadUnavailable, evdev_available
+    from daemon.io.gamepad import GamepadKind
 
     kb, pad = cfg.keyboard, cfg.gamepad
     dev_dir, opener = "/dev/input", None

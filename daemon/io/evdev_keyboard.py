@@ -11,10 +11,10 @@ held.
 - ``KeyboardParser``: a ``PadParser`` over 8 keys (frames end at ``SYN_REPORT``, ``SYN_DROPPED``
   re-reads the state) that ignores auto-repeat and calls ``on_quit`` when the quit key goes down
   (and on Ctrl+C when the keyboard is grabbed: no terminal sees it then).
-- ``KeyboardKind``: the ``DeviceKind`` of ``daemon.io.gamepad.EvdevSource``: a node whose keys
+- ``KeyboardKind``: a ``DeviceKind`` of ``daemon.io.evdev_devices.EvdevSource``: a node whose keys
   include the letters ``KEY_A``..``KEY_Z`` and no game-controller button is a keyboard. The device
-  loop (hot-plug, unplug releases, grab, the monotonic event clock) is the gamepads' own; sources
-  are ``keyboard:<device name>``.
+  loop (hot-plug, unplug releases, grab, the monotonic event clock) is the one gamepads go
+  through; sources are ``keyboard:<device name>``.
 """
 
 from __future__ import annotations
@@ -24,18 +24,9 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-from daemon.io.gamepad import (
-    EV_KEY,
-    EV_SYN,
-    SYN_DROPPED,
-    SYN_REPORT,
-    Control,
-    DeviceKind,
-    Layout,
-    PadChange,
-    PadParser,
-    is_controller,
-)
+from daemon.io.evdev_devices import DeviceKind, PadChange
+from daemon.io.evdev_events import EV_KEY, EV_SYN, SYN_DROPPED, SYN_REPORT
+from daemon.io.gamepad import Control, Layout, PadParser, is_controller
 
 log = logging.getLogger("genie.keyboard")
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from daemon.io.gamepad import EV_ABS, EV_KEY, EV_SYN, SYN_REPORT, encode_event
+from daemon.io.evdev_events import EV_ABS, EV_KEY, EV_SYN, SYN_REPORT, encode_event
 
 
 class Info(NamedTuple):  # evdev.DeviceInfo's fields

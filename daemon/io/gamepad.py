@@ -1,97 +1,72 @@
-"""Game controllers on Linux (evdev) as Genie's 8 buttons, and the device loop that also reads
-local keyboards (``daemon.io.evdev_keyboard``).
+"""Game controllers on Linux (evdev) as Genie's 8 buttons.
 
-Three parts, from pure to I/O (the split of ``daemon.io.keyboard``):
+From pure to I/O (the split of ``daemon.io.keyboard``):
 
 - **Layouts**: for each family of pads, an ordered map of 8 buttons, low → high. Names follow the
   kernel's ``Documentation/input/gamepad.rst`` (``BTN_SOUTH`` is the bottom face button, whatever
   its label). D-pad hats (``ABS_HAT0X/Y``) and analog triggers (``ABS_Z/ABS_RZ`` or
   ``ABS_BRAKE/ABS_GAS``) are buttons too: pressed past a threshold, released below it minus a
   hysteresis; a trigger's depth when it crosses sets the velocity (a quick squeeze is deeper by the
-  first report, so it plays louder).
+  first report, so it plays louder). ``choose_layout`` picks a pad's layout from the ``[gamepad]``
+  settings, a learned map or the pad's ids.
 - ``PadParser``: push-fed, no I/O. Fed ``evdev.InputEvent``s (anything with ``sec usec type code
   value``), it emits button changes only at ``SYN_REPORT`` (the kernel's frame boundary) and
   handles ``SYN_DROPPED`` (drop the rest of the frame, then ``resync`` from the device's state).
-- ``EvdevSource``: one thread, ``genie-evdev``, waits in ``select`` on every open device, an
-  inotify watch of ``/dev/input`` (hot-plug) and a stop pipe; no polling sleeps. Each node is
-  offered to the configured ``DeviceKind``s (``GamepadKind`` here, ``KeyboardKind`` in
-  ``daemon.io.evdev_keyboard``); the first that takes it names its source and builds its parser.
-  A device whose read fails (``ENODEV``: unplugged) releases its held buttons and is reported
-  lost; when it comes back it is opened again. ``GamepadSource`` is the loop with pads alone.
+- ``GamepadKind``: pads as a ``DeviceKind`` of the evdev device loop
+  (``daemon.io.evdev_devices``), which also reads local keyboards; ``GamepadSource`` is that loop
+  with pads alone.
+- ``probe_controllers``: for ``genie doctor``, the pads here and how often they report.
 
-The kernel stamps every event. Genie asks for CLOCK_MONOTONIC stamps (``EVIOCSCLOCKID``: evdev's
-default is wall-clock time, which jumps with NTP); CPython's ``perf_counter_ns`` is the same clock
-on Linux, and an offset measured at open covers any difference (and the wall-clock fallback).
-
-python-evdev is an optional extra (``pip install 'genie[evdev]'``), imported only when a device is
-opened: the layouts and the parser need nothing but this module.
+Kernel codes and event records live in ``daemon.io.evdev_events``. The layouts and the parser need
+neither python-evdev nor a device.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import fnmatch
 import itertools
-import logging
 import os
-import re
 import selectors
-import struct
-import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-from daemon.events import ButtonEvent, now_ns
-
-log = logging.getLogger("genie.gamepad")
-
-# ---- kernel codes (include/uapi/linux/input-event-codes.h; a stable ABI) ------------------------
-
-EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
-SYN_REPORT, SYN_DROPPED = 0, 3
-
-KEY_NAMES = {  # code -> the name used in maps; gamepad.rst names first
-    0x120: "BTN_TRIGGER", 0x121: "BTN_THUMB", 0x122: "BTN_THUMB2", 0x123: "BTN_TOP",
-    0x124: "BTN_TOP2", 0x125: "BTN_PINKIE", 0x126: "BTN_BASE", 0x127: "BTN_BASE2",
-    0x128: "BTN_BASE3", 0x129: "BTN_BASE4", 0x12A: "BTN_BASE5", 0x12B: "BTN_BASE6",
-    0x12F: "BTN_DEAD",
-    0x130: "BTN_SOUTH", 0x131: "BTN_EAST", 0x132: "BTN_C", 0x133: "BTN_NORTH", 0x134: "BTN_WEST",
-    0x135: "BTN_Z", 0x136: "BTN_TL", 0x137: "BTN_TR", 0x138: "BTN_TL2", 0x139: "BTN_TR2",
-    0x13A: "BTN_SELECT", 0x13B: "BTN_START", 0x13C: "BTN_MODE", 0x13D: "BTN_THUMBL",
-    0x13E: "BTN_THUMBR",
-    0x220: "BTN_DPAD_UP", 0x221: "BTN_DPAD_DOWN", 0x222: "BTN_DPAD_LEFT", 0x223: "BTN_DPAD_RIGHT",
-    **{0x2C0 + i: f"BTN_TRIGGER_HAPPY{i + 1}" for i in range(40)},
-}
-KEY_ALIASES = {"BTN_JOYSTICK": 0x120, "BTN_GAMEPAD": 0x130, "BTN_A": 0x130, "BTN_B": 0x131,
-               "BTN_X": 0x133, "BTN_Y": 0x134}
-ABS_NAMES = {0x00: "ABS_X", 0x01: "ABS_Y", 0x02: "ABS_Z", 0x03: "ABS_RX", 0x04: "ABS_RY",
-             0x05: "ABS_RZ", 0x06: "ABS_THROTTLE", 0x07: "ABS_RUDDER", 0x09: "ABS_GAS",
-             0x0A: "ABS_BRAKE", 0x10: "ABS_HAT0X", 0x11: "ABS_HAT0Y", 0x12: "ABS_HAT1X",
-             0x13: "ABS_HAT1Y"}
-_CODES = {**{v: k for k, v in KEY_NAMES.items()}, **KEY_ALIASES}
-_ABS_CODES = {v: k for k, v in ABS_NAMES.items()}
-for _n, _c in list(_CODES.items()) + list(_ABS_CODES.items()):
-    globals()[_n] = _c  # BTN_SOUTH, ABS_HAT0X, ... as module constants
-del _n, _c
-
-JOYSTICK_KEYS = range(0x120, 0x130)  # BTN_JOYSTICK block: generic HID joysticks, arcade encoders
-GAMEPAD_KEYS = range(0x130, 0x13F)  # BTN_GAMEPAD block: pads that follow gamepad.rst
-HATS = frozenset({0x10, 0x11, 0x12, 0x13})
-TRIGGER_AXES = frozenset({0x02, 0x05, 0x09, 0x0A})  # ABS_Z ABS_RZ ABS_GAS ABS_BRAKE (on pads)
-
-# EVIOCSCLOCKID = _IOW('E', 0xa0, int): direction write (1) << 30 | sizeof(int) << 16 | 'E' << 8 | nr
-EVIOCSCLOCKID = (1 << 30) | (4 << 16) | (ord("E") << 8) | 0xA0  # 0x400445a0
-# struct input_event: struct timeval (two kernel longs: 8+8 bytes on 64-bit, 4+4 on 32-bit ARM
-# even with a 64-bit time_t, where the kernel sends __kernel_ulong_t), __u16 type, __u16 code,
-# __s32 value.
-EVENT = struct.Struct("@LLHHi")
-READ_EVENTS = 64  # events per read(); a pad sends a handful per report
-
+from daemon.events import ButtonEvent
+from daemon.io.evdev_devices import (
+    PERMISSION_HINT,
+    DeviceKind,
+    EvdevSource,
+    GamepadUnavailable,
+    PadChange,
+    Parser,
+    close_quietly,
+    device_caps,
+    evdev_available,
+    is_event_node,
+    open_evdev,
+    sysfs_keys,
+)
+from daemon.io.evdev_events import (
+    ABS_CODES_BY_NAME,
+    ABS_NAMES,
+    DPAD_KEYS,
+    EV_ABS,
+    EV_KEY,
+    EV_SYN,
+    EVENT,
+    GAMEPAD_KEYS,
+    HATS,
+    JOYSTICK_KEYS,
+    KEY_CODES_BY_NAME,
+    KEY_NAMES,
+    READ_EVENTS,
+    SYN_DROPPED,
+    SYN_REPORT,
+    TRIGGER_HAPPY_KEYS,
+    decode_events,
+    event_time_ns,
+)
 
 # ---- controls and layouts -----------------------------------------------------------------------
 
@@ -125,10 +100,10 @@ def parse_control(name: str) -> Control:
     """``BTN_SOUTH``, ``ABS_HAT0X-`` (a hat or stick direction), ``ABS_Z`` (a trigger)."""
     sign = {"+": 1, "-": -1}.get(name[-1:], 0)
     base = name[:-1] if sign else name
-    if base in _CODES and not sign:
-        return Control("key", _CODES[base])
-    if base in _ABS_CODES:
-        return Control("axis", _ABS_CODES[base], sign)
+    if base in KEY_CODES_BY_NAME and not sign:
+        return Control("key", KEY_CODES_BY_NAME[base])
+    if base in ABS_CODES_BY_NAME:
+        return Control("axis", ABS_CODES_BY_NAME[base], sign)
     for prefix, kind in (("KEY_0x", "key"), ("ABS_0x", "axis")):
         if base.startswith(prefix):
             try:
@@ -139,15 +114,15 @@ def parse_control(name: str) -> Control:
 
 
 def _k(*names: str, fallback: bool = False) -> tuple[Control, ...]:
-    return tuple(Control("key", _CODES[n], fallback=fallback) for n in names)
+    return tuple(Control("key", KEY_CODES_BY_NAME[n], fallback=fallback) for n in names)
 
 
 def _hat(axis: str, sign: int) -> tuple[Control, ...]:
-    return (Control("axis", _ABS_CODES[axis], sign),)
+    return (Control("axis", ABS_CODES_BY_NAME[axis], sign),)
 
 
 def _trig(*axes: str) -> tuple[Control, ...]:
-    return tuple(Control("axis", _ABS_CODES[a], 0) for a in axes)
+    return tuple(Control("axis", ABS_CODES_BY_NAME[a], 0) for a in axes)
 
 
 @dataclass(frozen=True)
@@ -287,10 +262,6 @@ def generic_layout(keys: Iterable[int], axes: Iterable[int]) -> Layout:
     return Layout("generic", tuple(buttons))
 
 
-DPAD_KEYS = range(0x220, 0x224)
-TRIGGER_HAPPY_KEYS = range(0x2C0, 0x2E8)
-
-
 def all_controls_layout(keys: Iterable[int], axes: dict[int, tuple[int, int, int]]) -> Layout:
     """Every control of a pad, one "button" each (for ``genie learn``).
 
@@ -339,18 +310,7 @@ def detect_layout(name: str, vendor: int, product: int, keys: Iterable[int],
 
 # ---- the parser --------------------------------------------------------------------------------
 
-class PadChange(NamedTuple):
-    button: int
-    pressed: bool
-    velocity: int | None
-    time_ns: int
-
-
 VELOCITY_FLOOR = 32  # a trigger that just crosses the threshold; a full squeeze is 127
-
-
-def event_time_ns(ev: Any) -> int:
-    return ev.sec * 1_000_000_000 + ev.usec * 1_000
 
 
 class PadParser:
@@ -495,65 +455,6 @@ def _velocity(depth: float, threshold: float) -> int:
     return max(1, min(127, round(VELOCITY_FLOOR + (127 - VELOCITY_FLOOR) * max(0.0, frac))))
 
 
-class RawEvent(NamedTuple):
-    """An input event with the fields of ``evdev.InputEvent``, where python-evdev is missing (the
-    FIFO devices of ``daemon.io.fifo_input`` need no python-evdev)."""
-
-    sec: int
-    usec: int
-    type: int
-    code: int
-    value: int
-
-
-def decode_events(data: bytes, make: Callable[..., Any] | None = None) -> list[Any]:
-    """``struct input_event`` records, as read from an event device, into InputEvents."""
-    if make is None:
-        try:
-            from evdev import InputEvent as make
-        except ImportError:
-            make = RawEvent
-    n = len(data) // EVENT.size
-    return [make(*EVENT.unpack_from(data, i * EVENT.size)) for i in range(n)]
-
-
-def encode_event(sec: int, usec: int, type_: int, code: int, value: int) -> bytes:
-    """The bytes the kernel writes for one event (tests feed these through a pipe)."""
-    return EVENT.pack(sec, usec, type_, code, value)
-
-
-# ---- clocks ------------------------------------------------------------------------------------
-
-def clock_offset_ns(clock_id: int) -> int:
-    """``now_ns() - clock_gettime_ns(clock_id)``, read between two daemon-clock readings.
-
-    About 0 for CLOCK_MONOTONIC on Linux (perf_counter_ns *is* CLOCK_MONOTONIC there); for the
-    wall clock it is whatever the two differ by now, and goes stale when NTP steps the clock."""
-    best = None
-    for _ in range(5):
-        a = now_ns()
-        c = time.clock_gettime_ns(clock_id)
-        b = now_ns()
-        if best is None or b - a < best[0]:
-            best = (b - a, (a + b) // 2 - c)
-    return best[1]
-
-
-def use_monotonic_clock(fd: int) -> int:
-    """Ask the kernel to stamp this device's events with CLOCK_MONOTONIC; the offset to add.
-
-    Falls back to the wall clock (the default) when the ioctl fails."""
-    import fcntl  # POSIX only; the tables above also load where there is none (config checks)
-
-    try:
-        fcntl.ioctl(fd, EVIOCSCLOCKID, struct.pack("i", time.CLOCK_MONOTONIC))
-        return clock_offset_ns(time.CLOCK_MONOTONIC)
-    except OSError as exc:
-        log.warning("evdev: cannot set the monotonic event clock (%s); using wall-clock times, "
-                    "which jump when NTP steps the clock", exc)
-        return clock_offset_ns(time.CLOCK_REALTIME)
-
-
 # ---- settings ----------------------------------------------------------------------------------
 
 @dataclass
@@ -612,134 +513,12 @@ def check_maps(maps: dict[str, Any]) -> str | None:
     return None
 
 
-# ---- the device loop: every evdev node Genie plays from -----------------------------------------
-
-class GamepadUnavailable(Exception):
-    """No evdev devices possible here: python-evdev missing or not Linux; the message says which."""
-
-
-PERMISSION_HINT = ("add yourself to the input group (sudo usermod -aG input $USER, then log in "
-                   "again) or install systemd/99-genie-input.rules")
-
-
-def evdev_available() -> str | None:
-    """None when python-evdev imports; else why not."""
-    try:
-        import evdev  # noqa: F401
-    except ImportError as exc:
-        return (f"python-evdev is not installed ({exc}): pip install 'genie[evdev]' (builds with "
-                "gcc and the kernel headers) or apt install python3-evdev")
-    return None
-
-
-def open_evdev(path: str) -> Any:
-    """The real device: an ``evdev.InputDevice`` (opened non-blocking)."""
-    from evdev import InputDevice
-
-    return InputDevice(path)
-
-
-def is_event_node(name: str) -> bool:
-    """``event7``: an evdev node's name in /dev/input (not ``js0``, ``mice``, ``by-id``)."""
-    return re.fullmatch(r"event\d+", name) is not None
-
-
-def device_caps(dev: Any) -> tuple[set[int], dict[int, tuple[int, int, int]]]:
-    """(key codes, {axis code: (value, min, max)}) from an evdev-style ``capabilities()``."""
-    caps = dev.capabilities(absinfo=True)
-    keys = set(caps.get(EV_KEY, []))
-    axes = {}
-    for item in caps.get(EV_ABS, []):
-        code, info = item
-        axes[code] = (info.value, info.min, info.max)
-    return keys, axes
-
-
-def sysfs_keys(path: str) -> set[int] | None:
-    """The key codes the kernel lists for an event node, readable without permission to open it
-    (None: sysfs unreadable).
-
-    The bitmap is printed as kernel-``long`` words, most significant first; the word size is the
-    kernel's (a 32-bit userland on a 64-bit Raspberry Pi kernel still gets 64-bit words)."""
-    try:
-        text = Path(f"/sys/class/input/{Path(path).name}/device/capabilities/key").read_text()
-    except OSError:
-        return None
-    bits = 64 if "64" in os.uname().machine else 32
-    value = 0
-    try:
-        for word in text.split():
-            value = (value << bits) | int(word, 16)
-    except ValueError:
-        return None
-    return {c for c in range(value.bit_length()) if value >> c & 1}
-
+# ---- pads in the device loop ------------------------------------------------------------------
 
 def sysfs_is_controller(path: str) -> bool | None:
     """Whether the kernel lists controller keys for this node (None: sysfs unreadable)."""
     keys = sysfs_keys(path)
     return None if keys is None else is_controller(keys)
-
-
-def sysfs_name(path: str) -> str | None:
-    """The kernel's name for an event device, readable without permission to open it."""
-    try:
-        return Path(f"/sys/class/input/{Path(path).name}/device/name").read_text().strip()
-    except OSError:
-        return None
-
-
-def event_clock_offset(dev: Any) -> int:
-    """What to add to this device's event stamps to put them on the daemon's clock.
-
-    A kernel node is asked for CLOCK_MONOTONIC stamps (``EVIOCSCLOCKID``); a device that stamps
-    its events itself (``daemon.io.fifo_input``, for tests and benchmarks) names its clock in
-    ``clock_id``."""
-    clock = getattr(dev, "clock_id", None)
-    if clock is not None:
-        return clock_offset_ns(clock)
-    return use_monotonic_clock(dev.fileno())
-
-
-class Parser(Protocol):
-    """What the device loop needs of a kind's parser (``PadParser`` is one)."""
-
-    needs_resync: bool
-
-    def feed(self, ev: Any) -> list[PadChange]: ...
-    def wants(self) -> tuple[set[int], set[int]]: ...
-    def resync(self, keys_down: Iterable[int], axis_values: dict[int, int],
-               t_ns: int) -> list[PadChange]: ...
-    def release_all(self, t_ns: int) -> list[PadChange]: ...
-
-
-class DeviceKind(ABC):
-    """One kind of evdev device Genie plays from: game controllers, keyboards.
-
-    The device loop (``EvdevSource``) opens each event node, reads its capabilities and asks the
-    kinds in turn; the first that ``accepts`` it (and whose ``patterns`` match its name or path)
-    names its source (``<name>:<device name>``) and builds its parser. ``grab`` takes the device
-    for Genie alone; ``refused_level`` is how loudly a node of this kind that we may not read is
-    logged."""
-
-    name = "device"
-    grab = False
-    refused_level = logging.ERROR
-    patterns: tuple[str, ...] | list[str] = ("*",)
-
-    @abstractmethod
-    def accepts(self, keys: set[int], axes: dict[int, tuple[int, int, int]]) -> bool:
-        """Whether a device with these key codes (and axes: absent when only sysfs was read) is
-        of this kind."""
-
-    @abstractmethod
-    def parser(self, name: str, vendor: int, product: int, keys: set[int],
-               axes: dict[int, tuple[int, int, int]], offset_ns: int) -> tuple[Parser, str]:
-        """The device's parser, and what its buttons are (for the log)."""
-
-    def wanted(self, name: str, path: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p)
-                   for p in self.patterns)
 
 
 class GamepadKind(DeviceKind):
@@ -775,291 +554,6 @@ class GamepadKind(DeviceKind):
                            if missing else ""))
 
 
-@dataclass
-class _Device:
-    dev: Any
-    fd: int
-    path: str
-    name: str
-    source: str
-    kind: DeviceKind
-    parser: Parser
-    buf: bytes = b""
-
-
-def _read_node(fd: int) -> bytes:
-    """One read of an event node: whole ``struct input_event``s (an evdev node never splits one;
-    a FIFO may)."""
-    return os.read(fd, EVENT.size * READ_EVENTS)
-
-
-class EvdevSource:
-    """Opens evdev devices of the given kinds as they appear and posts their buttons as
-    ``ButtonEvent``s.
-
-    One thread, ``genie-evdev``, waits in ``select`` on every open device, an inotify watch of
-    ``dev_dir`` (hot-plug) and a stop pipe; no polling sleeps. ``post(ButtonEvent)`` hands an
-    event to the engine; ``on_lost(source)`` tells it a device went away (after its releases were
-    posted) so it ends whatever that device's notes left sounding.
-
-    ``opener`` and ``dev_dir`` exist for tests and benchmarks: this machine has no /dev/input, so
-    they open a directory of their own with an opener that builds a device on a pipe or a FIFO;
-    the parsers, the reading, the hot-plug watch and the release logic are the real ones.
-    """
-
-    def __init__(self, post: Callable[[ButtonEvent], None],
-                 on_lost: Callable[[str], None] | None, kinds: list[DeviceKind], *,
-                 dev_dir: str = "/dev/input", opener: Callable[[str], Any] | None = None) -> None:
-        if opener is None:
-            why = evdev_available()
-            if why:
-                raise GamepadUnavailable(why)
-        if not kinds:
-            raise ValueError("EvdevSource needs at least one device kind")
-        self.post = post
-        self.on_lost = on_lost
-        self.kinds = list(kinds)
-        self.dev_dir = dev_dir
-        self.opener = opener or open_evdev
-        self._devices: dict[int, _Device] = {}  # by fd; touched by the device thread only
-        self._refused: set[str] = set()  # paths whose permission error was logged
-        self._skipped: set[str] = set()  # paths of no kind here (or not wanted)
-        self._lock = threading.Lock()
-        self._sources: dict[str, str] = {}  # path -> source, for sources()
-        self._stop_r, self._stop_w = os.pipe()
-        self._sel = selectors.DefaultSelector()
-        self._watch = None
-        self._thread = threading.Thread(target=self._run, name="genie-evdev", daemon=True)
-
-    # ---- public --------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Open the devices present now, then follow hot-plug on the ``genie-evdev`` thread."""
-        self._sel.register(self._stop_r, selectors.EVENT_READ, "stop")
-        # Hot-plug: inotify on the device directory (its fd waits in the same select as the
-        # devices); where inotify is unavailable, the select times out every second and the
-        # directory is scanned again.
-        self._watch = Inotify.open(self.dev_dir)
-        if self._watch is not None:
-            self._sel.register(self._watch.fd, selectors.EVENT_READ, "watch")
-        else:
-            log.info("%s: no inotify on %s; looking for new devices every second",
-                     self._what(), self.dev_dir)
-        self._scan()
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Release every held button, close the devices; idempotent."""
-        if self._stop_w < 0:
-            return
-        os.write(self._stop_w, b"x")
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-        else:
-            self._close_all()
-        self._sel.close()
-        if self._watch is not None:
-            self._watch.close()
-        os.close(self._stop_r)
-        os.close(self._stop_w)
-        self._stop_w = -1
-
-    def sources(self, kind: str | None = None) -> list[str]:
-        """The sources open now (of one kind: ``"gamepad"``, ``"keyboard"``)."""
-        with self._lock:
-            return sorted(s for s in self._sources.values()
-                          if kind is None or s.startswith(kind + ":"))
-
-    # ---- the device thread ---------------------------------------------------------------------
-
-    def _what(self) -> str:
-        return "/".join(k.name for k in self.kinds)
-
-    def _run(self) -> None:
-        try:
-            while True:
-                ready = self._sel.select(None if self._watch is not None else 1.0)
-                if not ready and self._watch is None:
-                    self._scan()
-                for key, _ in ready:
-                    if key.data == "stop":
-                        return
-                    if key.data == "watch":
-                        for name in self._watch.read():
-                            if is_event_node(name):
-                                self._try_open(os.path.join(self.dev_dir, name), retry=True)
-                    else:
-                        device = self._devices.get(key.fd)
-                        if device is not None:
-                            self._read(device)
-        except Exception:
-            log.exception("%s thread failed; its buttons are released", self._what())
-        finally:
-            self._close_all()
-
-    def _scan(self) -> None:
-        try:
-            names = sorted(os.listdir(self.dev_dir))
-        except OSError:
-            return
-        for name in names:
-            if is_event_node(name):
-                self._try_open(os.path.join(self.dev_dir, name))
-
-    def _try_open(self, path: str, retry: bool = False) -> None:
-        """Open ``path`` if it is a wanted device and not open yet.
-
-        ``retry``: the node was just created or its permissions changed (udev sets the group and
-        ACLs a moment after the kernel creates the node), so earlier refusals do not count."""
-        if any(d.path == path for d in self._devices.values()):
-            return
-        if retry:
-            self._refused.discard(path)
-            self._skipped.discard(path)
-        if path in self._skipped or (path in self._refused and not retry):
-            return
-        try:
-            dev = self.opener(path)
-        except PermissionError:
-            if path not in self._refused:
-                self._refused.add(path)
-                self._log_refused(path)
-            return
-        except OSError as exc:  # gone already, or not an input device
-            log.debug("%s: cannot open %s: %s", self._what(), path, exc)
-            return
-        try:
-            self._add(dev, path)
-        except OSError as exc:
-            log.warning("%s: %s: %s", self._what(), path, exc)
-            _close_quietly(dev)
-
-    def _log_refused(self, path: str) -> None:
-        # sysfs tells what the node is without opening it: a mouse we may not read is no news,
-        # a device of one of our kinds is a line at that kind's level (one line, once).
-        keys = sysfs_keys(path)
-        if keys is None:  # unknown: as loud as the loudest kind
-            kind = max(self.kinds, key=lambda k: k.refused_level)
-        else:
-            kind = next((k for k in self.kinds if k.accepts(keys, {})), None)
-        name = sysfs_name(path)
-        log.log(logging.DEBUG if kind is None else kind.refused_level,
-                "%s: no permission to read %s%s: %s",
-                kind.name if kind is not None else self._what(), path,
-                f" ({name})" if name else "", PERMISSION_HINT)
-
-    def _add(self, dev: Any, path: str) -> None:
-        keys, axes = device_caps(dev)
-        name = str(getattr(dev, "name", "") or path)
-        kind = next((k for k in self.kinds if k.accepts(keys, axes) and k.wanted(name, path)),
-                    None)
-        if kind is None:
-            self._skipped.add(path)
-            _close_quietly(dev)
-            return
-        info = getattr(dev, "info", None)
-        vendor, product = (getattr(info, "vendor", 0), getattr(info, "product", 0))
-        fd = dev.fileno()
-        parser, described = kind.parser(name, vendor, product, keys, axes,
-                                        event_clock_offset(dev))
-        if kind.grab:
-            try:
-                dev.grab()
-            except OSError as exc:
-                log.warning("%s: cannot grab %s (%s): another program has it", kind.name, name,
-                            exc)
-        with self._lock:
-            taken = set(self._sources.values())
-            source = f"{kind.name}:{name}"
-            n = 2
-            while source in taken:
-                source, n = f"{kind.name}:{name} #{n}", n + 1
-            self._sources[path] = source
-        os.set_blocking(fd, False)
-        device = _Device(dev, fd, path, name, source, kind, parser)
-        self._devices[fd] = device
-        self._sel.register(fd, selectors.EVENT_READ, "device")
-        # Buttons already held when the device opens are pressed now (as after SYN_DROPPED).
-        self._resync(device)
-        log.info("%s: %s (%s) is %s, %s", kind.name, name, path, source, described)
-
-    def _read(self, device: _Device) -> None:
-        try:
-            data = _read_node(device.fd)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # ENODEV: unplugged
-            self._lose(device, exc)
-            return
-        if not data:
-            self._lose(device, None)
-            return
-        data = device.buf + data
-        whole = len(data) - len(data) % EVENT.size
-        device.buf = data[whole:]
-        for ev in decode_events(data[:whole]):
-            self._emit(device, device.parser.feed(ev))
-            if device.parser.needs_resync:
-                self._resync(device)
-
-    def _resync(self, device: _Device) -> None:
-        """Re-read the device's state (``EVIOCGKEY``, ``EVIOCGABS``); release all when that fails."""
-        t = now_ns()
-        keys, axes = device.parser.wants()
-        try:
-            down = set(device.dev.active_keys())
-            values = {code: device.dev.absinfo(code).value for code in axes}
-        except OSError:
-            self._emit(device, device.parser.release_all(t))
-            return
-        self._emit(device, device.parser.resync(down & keys, values, t))
-
-    def _emit(self, device: _Device, changes: list[PadChange]) -> None:
-        if not changes:
-            return
-        now = now_ns()
-        for ch in changes:
-            # The kernel's stamp is when the report arrived; it cannot be later than now, and a
-            # stamp a second old means the clock conversion is wrong: use now then.
-            t = ch.time_ns if now - 1_000_000_000 <= ch.time_ns <= now else now
-            self.post(ButtonEvent(t, device.source, ch.button, ch.pressed, ch.velocity))
-
-    def _lose(self, device: _Device, exc: OSError | None) -> None:
-        if exc is None or exc.errno == errno.ENODEV:
-            log.warning("%s: %s unplugged; its buttons are released", device.kind.name,
-                        device.name)
-        else:
-            log.warning("%s: %s failed (%s); its buttons are released", device.kind.name,
-                        device.name, exc)
-        self._drop(device)
-        if self.on_lost is not None:
-            self.on_lost(device.source)
-        # Unplugged and plugged back faster than this read noticed: the node's creation was
-        # already seen while the old device held its path, so look again now.
-        if os.path.exists(device.path):
-            self._try_open(device.path, retry=True)
-
-    def _drop(self, device: _Device) -> None:
-        self._emit(device, device.parser.release_all(now_ns()))
-        self._devices.pop(device.fd, None)
-        try:
-            self._sel.unregister(device.fd)
-        except (KeyError, ValueError):
-            pass
-        with self._lock:
-            self._sources.pop(device.path, None)
-        if device.kind.grab:
-            try:
-                device.dev.ungrab()
-            except OSError:
-                pass
-        _close_quietly(device.dev)
-
-    def _close_all(self) -> None:
-        for device in list(self._devices.values()):
-            self._drop(device)
-
-
 class GamepadSource(EvdevSource):
     """Game controllers alone (``genie run`` uses ``EvdevSource`` with the kinds it wants).
 
@@ -1076,64 +570,6 @@ class GamepadSource(EvdevSource):
         kind = GamepadKind(cfg, learned)
         super().__init__(post, on_lost, [kind], dev_dir=dev_dir, opener=opener)
         self.learned = kind.learned
-
-
-def _close_quietly(dev: Any) -> None:
-    try:
-        dev.close()
-    except OSError:
-        pass
-
-
-# ---- inotify (ctypes; Linux) -------------------------------------------------------------------
-
-IN_ATTRIB, IN_MOVED_TO, IN_CREATE = 0x4, 0x80, 0x100
-_INOTIFY_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
-
-
-class Inotify:
-    """An inotify watch of one directory for created (and re-permissioned) entries."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    @classmethod
-    def open(cls, directory: str) -> Inotify | None:
-        """None where inotify is unavailable (not Linux, no such directory)."""
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            init, add = libc.inotify_init1, libc.inotify_add_watch
-        except (OSError, AttributeError):
-            return None
-        fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            return None
-        add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        if add(fd, os.fsencode(directory), IN_CREATE | IN_ATTRIB | IN_MOVED_TO) < 0:
-            os.close(fd)
-            return None
-        return cls(fd)
-
-    def read(self) -> list[str]:
-        """Names of the entries that changed since the last read."""
-        try:
-            data = os.read(self.fd, 4096)
-        except BlockingIOError:
-            return []
-        names, i = [], 0
-        while i + _INOTIFY_EVENT.size <= len(data):
-            _, _, _, n = _INOTIFY_EVENT.unpack_from(data, i)
-            i += _INOTIFY_EVENT.size
-            name = data[i:i + n].rstrip(b"\0").decode(errors="replace")
-            i += n
-            if name and name not in names:
-                names.append(name)
-        return names
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 # ---- report rate (genie doctor) ---------------------------------------------------------------
@@ -1167,12 +603,12 @@ def open_controllers(dev_dir: str = "/dev/input", opener: Callable[[str], Any] |
         try:
             keys, axes = device_caps(dev)
         except OSError:
-            _close_quietly(dev)
+            close_quietly(dev)
             continue
         if is_controller(keys):
             found.append((dev, path, keys, axes))
         else:
-            _close_quietly(dev)
+            close_quietly(dev)
     return found, refused
 
 
@@ -1212,7 +648,7 @@ def probe_controllers(listen_s: float = 1.0, dev_dir: str = "/dev/input",
                    "option jspoll=1 (see README, Gamepads)") if ms > 4.5 else ""
             out.append(("warn" if fix else "ok",
                         f"{what}; reports every {ms:.1f} ms ({1000 / ms:.0f} Hz)", fix))
-        _close_quietly(dev)
+        close_quietly(dev)
     return out
 
 
@@ -1239,3 +675,4 @@ def _listen(pads: list[tuple[Any, str, Layout]], listen_s: float) -> dict[int, l
                     if ev.type == EV_SYN and ev.code == SYN_REPORT:
                         times[key.fd].append(event_time_ns(ev))
     return times
+

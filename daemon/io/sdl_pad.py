@@ -30,7 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from daemon.events import ButtonEvent, now_ns
-from daemon.io.gamepad import GamepadUnavailable, PadChange, _velocity
+from daemon.io.evdev_devices import GamepadUnavailable, PadChange
+from daemon.io.gamepad import _velocity
 
 log = logging.getLogger("genie.sdl")
 
