@@ -127,6 +127,46 @@ def event_clock_offset(dev: Any) -> int:
     return use_monotonic_clock(dev.fileno())
 
 
+def close_quietly(dev: Any) -> None:
+    try:
+        dev.close()
+    except OSError:
+        pass
+
+
+def open_devices(accepts: Callable[[set[int], dict[int, tuple[int, int, int]]], bool],
+                 dev_dir: str = "/dev/input", opener: Callable[[str], Any] | None = None
+                 ) -> tuple[list[tuple[Any, str, set[int], dict]], list[str]]:
+    """Open every device in ``dev_dir`` that ``accepts(keys, axes)`` takes, now:
+    ([(device, path, keys, axes)], refused paths).
+
+    Raises FileNotFoundError when the directory does not exist. Refused paths are the nodes we may
+    not open whose sysfs key list ``accepts`` (with no axes) does not rule out."""
+    opener = opener or open_evdev
+    found, refused = [], []
+    for name in sorted(p for p in os.listdir(dev_dir) if is_event_node(p)):
+        path = os.path.join(dev_dir, name)
+        try:
+            dev = opener(path)
+        except PermissionError:
+            keys = sysfs_keys(path)
+            if keys is None or accepts(keys, {}):
+                refused.append(path)
+            continue
+        except OSError:
+            continue
+        try:
+            keys, axes = device_caps(dev)
+        except OSError:
+            close_quietly(dev)
+            continue
+        if accepts(keys, axes):
+            found.append((dev, path, keys, axes))
+        else:
+            close_quietly(dev)
+    return found, refused
+
+
 # ---- device kinds and their parsers -------------------------------------------------------------
 
 class PadChange(NamedTuple):
@@ -465,13 +505,6 @@ class EvdevSource:
     def _close_all(self) -> None:
         for device in list(self._devices.values()):
             self._drop(device)
-
-
-def close_quietly(dev: Any) -> None:
-    try:
-        dev.close()
-    except OSError:
-        pass
 
 
 # ---- inotify (ctypes; Linux) -------------------------------------------------------------------

@@ -41,11 +41,9 @@ from daemon.io.evdev_devices import (
     PadChange,
     Parser,
     close_quietly,
-    device_caps,
     evdev_available,
-    is_event_node,
+    open_devices,
     open_evdev,
-    sysfs_keys,
 )
 from daemon.io.evdev_events import (
     ABS_CODES_BY_NAME,
@@ -515,12 +513,6 @@ def check_maps(maps: dict[str, Any]) -> str | None:
 
 # ---- pads in the device loop ------------------------------------------------------------------
 
-def sysfs_is_controller(path: str) -> bool | None:
-    """Whether the kernel lists controller keys for this node (None: sysfs unreadable)."""
-    keys = sysfs_keys(path)
-    return None if keys is None else is_controller(keys)
-
-
 class GamepadKind(DeviceKind):
     """Game controllers: a key in the BTN_JOYSTICK or BTN_GAMEPAD block; a layout each."""
 
@@ -584,32 +576,8 @@ def report_interval_ms(times_ns: list[int]) -> float | None:
 
 def open_controllers(dev_dir: str = "/dev/input", opener: Callable[[str], Any] | None = None
                      ) -> tuple[list[tuple[Any, str, set[int], dict]], list[str]]:
-    """Open every controller in ``dev_dir`` now: ([(device, path, keys, axes)], refused paths).
-
-    Raises FileNotFoundError when the directory does not exist. Refused paths are those sysfs
-    does not rule out as controllers."""
-    opener = opener or open_evdev
-    found, refused = [], []
-    for name in sorted(p for p in os.listdir(dev_dir) if is_event_node(p)):
-        path = os.path.join(dev_dir, name)
-        try:
-            dev = opener(path)
-        except PermissionError:
-            if sysfs_is_controller(path) is not False:
-                refused.append(path)
-            continue
-        except OSError:
-            continue
-        try:
-            keys, axes = device_caps(dev)
-        except OSError:
-            close_quietly(dev)
-            continue
-        if is_controller(keys):
-            found.append((dev, path, keys, axes))
-        else:
-            close_quietly(dev)
-    return found, refused
+    """Open every controller in ``dev_dir`` now (``open_devices``)."""
+    return open_devices(lambda keys, axes: is_controller(keys), dev_dir, opener)
 
 
 def probe_controllers(listen_s: float = 1.0, dev_dir: str = "/dev/input",
