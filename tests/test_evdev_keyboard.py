@@ -33,7 +33,7 @@ from daemon.io import evdev_devices
 from daemon.io import evdev_keyboard as kb
 from daemon.io import gamepad as g
 from daemon.io.evdev_devices import EvdevSource
-from daemon.io.fifo_input import KEYBOARD, XBOX_360, FifoWriter, open_fifo_device
+from daemon.io.fifo_input import KEYBOARD, XBOX_360, FifoWriter, describe, open_fifo_device
 from daemon.io.keyboard import TerminalKeyboard
 
 MS = 1_000_000
@@ -418,6 +418,63 @@ def test_keyboard_config_keys():
                      ({"quit_key": "a"}, "keyboard.quit_key"), ({"grab": "yes"}, "keyboard.grab")):
         with pytest.raises(ConfigError, match=key):
             parse_config({"keyboard": bad})
+
+
+# ---- genie doctor: the keyboards genie run would read ---------------------------------------------
+
+def test_doctor_names_readable_keyboards_refused_nodes_and_the_desktop_rule(tmp_path, monkeypatch):
+    """``probe_keyboards`` on a directory of FIFO devices; event5 stands for a node we may not
+    open (root opens any FIFO, so the opener refuses it as the kernel would a user)."""
+    from daemon.commands.doctor import check_keyboards
+    from daemon.config import KeyboardConfig
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    writers = [FifoWriter.plug(tmp_path, "event0", KEYBOARD),
+               FifoWriter.plug(tmp_path, "event1", XBOX_360),
+               FifoWriter.plug(tmp_path, "event2", describe(*MOUSE[:4]))]
+    (tmp_path / "event5").touch()
+
+    def opener(path):
+        if path.endswith("event5"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return open_fifo_device(path)
+
+    def probe(**settings):
+        return kb.probe_keyboards(KeyboardConfig(**settings), str(tmp_path), opener)
+
+    try:
+        found = probe()
+        assert [level for level, _, _ in found] == ["ok", "ok", "warn"]
+        assert found[0][1] == ("keyboards: keyboard.source = auto: `genie run` reads local "
+                               "keyboards through evdev (keys asdfjkl;)")
+        assert found[1][1] == f"keyboard AT Translated Set 2 keyboard ({tmp_path}/event0): readable"
+        assert found[2][1] == f"keyboards: no permission to read {tmp_path}/event5"
+        assert "input group" in found[2][2]  # the pad and the mouse are no keyboards
+        # A desktop session: auto leaves evdev alone, so a node we may not read is no problem.
+        monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+        found = probe()
+        assert [level for level, _, _ in found] == ["ok", "ok", "ok"]
+        assert found[0][1].startswith("keyboards: `genie run` reads none through evdev: a desktop "
+                                      "session runs ($WAYLAND_DISPLAY)")
+        assert "desktop session runs ($WAYLAND_DISPLAY): they play whatever window has focus" in (
+            probe(source="evdev")[0][1])
+        assert probe(source="terminal") == [
+            ("ok", "keyboards: keyboard.source = terminal: no keyboard is read through evdev", "")]
+        for writer in writers:
+            writer.unplug()
+        assert probe()[-1] == ("ok", f"keyboards: no permission to read {tmp_path}/event5",
+                               kb.PERMISSION_HINT)
+        (tmp_path / "event5").unlink()
+        assert probe()[-1] == ("ok", f"keyboards: none found in {tmp_path}", "")
+    finally:
+        for writer in writers:
+            writer.unplug()
+    assert kb.probe_keyboards(KeyboardConfig(), str(tmp_path / "nothing"), opener) == [
+        ("ok", f"keyboards: no {tmp_path}/nothing on this machine", "")]
+    if not os.path.isdir("/dev/input"):  # genie doctor's own check, on this machine
+        assert [f.what for f in check_keyboards(KeyboardConfig())] == [
+            "keyboards: no /dev/input on this machine"]
 
 
 # ---- genie run on real JACK ports, its keyboard a FIFO device ----------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from daemon.config import KeyboardConfig
 from daemon.processor import ENTRY_POINT_GROUP, model_cards
 
 JACK_BUFFER_WARN_FRAMES = 256
@@ -118,19 +119,29 @@ def check_gamepads(listen_s: float = 1.0) -> list[Finding]:
     return [Finding(level, what, fix) for level, what, fix in probe_controllers(listen_s)]
 
 
+def check_keyboards(keyboard: KeyboardConfig) -> list[Finding]:
+    """Whether ``genie run`` reads local keyboards through evdev (not under a desktop session
+    unless asked), the keyboards it would read; permission problems."""
+    from daemon.io.evdev_keyboard import probe_keyboards
+
+    return [Finding(level, what, fix) for level, what, fix in probe_keyboards(keyboard)]
+
+
 @click.command()
 @click.pass_obj
 def doctor(state) -> None:
-    """Check MIDI backends, JACK buffer size, model files and licences, permissions, gamepads."""
+    """Check MIDI backends, JACK buffer size, model files and licences, permissions, gamepads,
+    keyboards."""
     findings: list[Finding] = []
     try:
         cfg = state.config
         findings.append(Finding("ok", f"config: {cfg.path}"))
-        api = cfg.midi.api
+        api, keyboard = cfg.midi.api, cfg.keyboard
     except Exception as exc:  # doctor reports a bad config instead of stopping at it
         findings.append(Finding("fail", f"{exc}", "fix the config file"))
-        api = "auto"
-    findings += check_midi(api) + check_processors() + check_permissions() + check_gamepads()
+        api, keyboard = "auto", KeyboardConfig()
+    findings += (check_midi(api) + check_processors() + check_permissions() + check_gamepads()
+                 + check_keyboards(keyboard))
     marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
     for f in findings:
         click.echo(f"[{marks[f.level]}] {f.what}")

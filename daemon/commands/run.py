@@ -155,11 +155,6 @@ def _use_learned_midi_buttons(cfg: Config) -> None:
                  port)
 
 
-def _desktop_session() -> bool:
-    """A graphical session: a keyboard read through evdev would play whatever window has focus."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def _remote_terminal() -> bool:
     """stdin's terminal is an SSH session: typed on another keyboard than a local one."""
     return bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
@@ -214,12 +209,9 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
             kinds.append(GamepadKind(pad))
     keyboard_kind = None
     if kb.enabled != "off" and kb.source != "terminal" and (have_dir or kb.source == "evdev"):
-        from daemon.io.evdev_keyboard import KeyboardKind, check_keys
+        from daemon.io.evdev_keyboard import KeyboardKind, why_no_evdev_keyboard
 
-        why_kb = why_not or check_keys(kb.keys, kb.quit_key)
-        if kb.source == "auto" and not why_kb and _desktop_session():
-            why_kb = ("a desktop session runs, where evdev would read the keys whatever window "
-                      "has focus (set [keyboard] source = \"evdev\" to read it anyway)")
+        why_kb = why_no_evdev_keyboard(kb.source, kb.keys, kb.quit_key, why_not)
         if why_kb and kb.source == "evdev" and kb.enabled == "on":
             raise UserError(f"keyboard: {why_kb}")
         if why_kb:

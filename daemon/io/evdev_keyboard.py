@@ -15,16 +15,27 @@ held.
   include the letters ``KEY_A``..``KEY_Z`` and no game-controller button is a keyboard. The device
   loop (hot-plug, unplug releases, grab, the monotonic event clock) is the one gamepads go
   through; sources are ``keyboard:<device name>``.
+- ``why_no_evdev_keyboard``: ``genie run``'s rule for reading keyboards through evdev at all (not
+  under a desktop session unless asked); ``probe_keyboards`` reports it and the keyboards found
+  for ``genie doctor``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import string
 from collections.abc import Callable
 from typing import Any
 
-from daemon.io.evdev_devices import DeviceKind, PadChange
+from daemon.io.evdev_devices import (
+    PERMISSION_HINT,
+    DeviceKind,
+    PadChange,
+    close_quietly,
+    evdev_available,
+    open_devices,
+)
 from daemon.io.evdev_events import EV_KEY, EV_SYN, SYN_DROPPED, SYN_REPORT
 from daemon.io.gamepad import Control, Layout, PadParser, is_controller
 
@@ -140,3 +151,68 @@ class KeyboardKind(DeviceKind):
         if self.grab:
             described += " (grabbed: Ctrl+C quits too; nothing else sees this keyboard)"
         return parser, f"keys {described}"
+
+
+# ---- whether genie run reads keyboards through evdev (genie run, genie doctor) -----------------
+
+def desktop_session() -> str | None:
+    """The variable that says a graphical session runs (``$DISPLAY``, ``$WAYLAND_DISPLAY``), or
+    None. There a keyboard read through evdev would play whatever window has focus."""
+    return next((f"${v}" for v in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(v)), None)
+
+
+def why_no_evdev_keyboard(source: str, keys: str, quit_key: str,
+                          evdev_missing: str | None) -> str | None:
+    """Why ``genie run`` reads no local keyboard through evdev with these ``[keyboard]`` settings
+    (``evdev_missing``: why python-evdev is unusable, or None), or None when it reads them."""
+    why = evdev_missing or check_keys(keys, quit_key)
+    desktop = desktop_session()
+    if source == "auto" and not why and desktop:
+        why = (f"a desktop session runs ({desktop}), where evdev would read the keys whatever "
+               "window has focus (set [keyboard] source = \"evdev\" to read it anyway)")
+    return why
+
+
+def probe_keyboards(kb: Any, dev_dir: str = "/dev/input",
+                    opener: Callable[[str], Any] | None = None) -> list[tuple[str, str, str]]:
+    """For ``genie doctor``: (level, what, fix) about the local keyboards ``genie run`` would read
+    through evdev with the ``[keyboard]`` settings ``kb``, and whether it reads them at all."""
+    if kb.enabled == "off" or kb.source == "terminal":
+        setting = "enabled = off" if kb.enabled == "off" else "source = terminal"
+        return [("ok", f"keyboards: keyboard.{setting}: no keyboard is read through evdev", "")]
+    if not os.path.isdir(dev_dir):
+        return [("warn" if kb.source == "evdev" else "ok",
+                 f"keyboards: no {dev_dir} on this machine", "")]
+    missing = None if opener else evdev_available()
+    why = why_no_evdev_keyboard(kb.source, kb.keys, kb.quit_key, missing)
+    if why:
+        out = [("warn" if kb.source == "evdev" else "ok",
+                f"keyboards: `genie run` reads none through evdev: {why}", "")]
+    else:
+        desktop = desktop_session()
+        out = [("ok", f"keyboards: keyboard.source = {kb.source}: `genie run` reads local "
+                      f"keyboards through evdev (keys {kb.keys})"
+                      + (f"; a desktop session runs ({desktop}): they play whatever window has "
+                         "focus" if desktop else ""), "")]
+    if missing:
+        return out
+    def any_keyboard(keys: set[int], axes: dict) -> bool:
+        return is_keyboard(keys)
+
+    try:
+        accepts = KeyboardKind(kb.keys, kb.quit_key, None).accepts
+    except ValueError:  # keys without a position: still say which keyboards are here
+        accepts = any_keyboard
+    try:
+        found, refused = open_devices(accepts, dev_dir, opener)
+    except FileNotFoundError:  # gone since the check above
+        return out + [("ok", f"keyboards: no {dev_dir} on this machine", "")]
+    for dev, path, _, _ in found:
+        out.append(("ok", f"keyboard {dev.name} ({path}): readable", ""))
+        close_quietly(dev)
+    if refused:
+        out.append(("ok" if why else "warn",
+                    f"keyboards: no permission to read {', '.join(refused)}", PERMISSION_HINT))
+    elif not found:
+        out.append(("ok", f"keyboards: none found in {dev_dir}", ""))
+    return out
