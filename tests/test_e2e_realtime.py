@@ -1,7 +1,7 @@
 """``genie run`` on a real-time JACK server: the engine thread runs SCHED_FIFO and polls at fixed
 points of each JACK cycle (daemon.engine), and still plays every note in order.
 
-Its own private server (``jackd -R``, 64 frames), started only for this module; skipped where this
+Its own private server (``jackd -S -R``, 64 frames), started only for this module; skipped where this
 user may not use real-time priority, or where jackd could not get real-time threads.
 """
 
@@ -26,7 +26,8 @@ def rt_server(tmp_path_factory, jack_server):  # after the session's server: its
         pytest.skip("this user may not use real-time priority (no rtprio rights)")
     saved = {k: os.environ.get(k) for k in JACK_ENV}
     name = os.environ.get("GENIE_TEST_JACK_SERVER", "genie-test") + "-rt"
-    server = DummyServer(name=name, period=64, realtime=True,
+    # synchronous, as the session's server: asynchronous JACK drops a late client's MIDI under load
+    server = DummyServer(name=name, period=64, realtime=True, sync=True,
                          log_path=tmp_path_factory.mktemp("jackd-rt") / "jackd.log")
     try:
         server.start()
