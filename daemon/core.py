@@ -130,7 +130,7 @@ class EngineCore:
         if not valid_message(msg):
             self.counters.add("dropped_malformed")
             return
-        if self._is_echo(msg, now_ns):
+        if self._is_echo(msg, now_ns) and not self._releases_own_note(ev):
             self.counters.add("dropped_echo")
             return
         if self.record:
@@ -206,6 +206,15 @@ class EngineCore:
         while recent and now_ns - recent[0][0] > self.echo_window_ns:
             recent.popleft()
         return any(m == msg for _, m in recent)
+
+    def _releases_own_note(self, ev: MidiEvent) -> bool:
+        """A note-off for a note this source is holding is its own release, never an echo.
+
+        Genie's output can hold the same note-off just before it: a re-trigger ends the note
+        before playing it again. Dropping the player's release then would leave the note sounding
+        (and re-triggered, and its next release dropped again, for as long as they play)."""
+        return ev.is_note_off and (ev.message[0] & 0x0F, ev.message[1]) in self._held_notes.get(
+            ev.source, ())
 
     def source_lost(self, source: str, now_ns: int) -> None:
         """An input port went away: release whatever it was holding, as if the player let go."""

@@ -103,6 +103,23 @@ def test_echo_of_our_own_output_is_dropped():
     assert core.counters.get("dropped_echo") == 1
 
 
+def test_a_release_is_never_taken_for_an_echo_of_a_retrigger():
+    # Two players on one pitch: b's note-on re-triggers it (Genie sends off 53, on 53); a lets go
+    # 1 ms later. a's note-off equals Genie's re-trigger note-off within the echo window, but a
+    # holds 53: it is a's release. Dropped, 53 would sound on after both let go.
+    core = make()
+    core.echo_window_ns = 5 * MS
+    out = run(core, [midi(0, (0x90, 53, 100), source="a"), midi(1, (0x90, 53, 90), source="b"),
+                     midi(2, (0x80, 53, 0), source="a"), midi(3, (0x80, 53, 0), source="b"),
+                     midi(300, (0x90, 53, 100), source="a"), midi(301, (0x80, 53, 0), source="a")])
+    msgs = [m for _, m in out]
+    assert core.counters.get("dropped_echo") == 0
+    assert msgs[-2:] == [(0x90, 53, 100), (0x80, 53, 0)]  # no re-trigger later: nothing stuck
+    on = sum(m[0] & 0xF0 == 0x90 for m in msgs)
+    off = sum(m[0] & 0xF0 == 0x80 for m in msgs)
+    assert on == off
+
+
 def test_daw_all_notes_off_ends_sounding_notes():
     core = make()
     out = run(core, [midi(0, (0x90, 50, 100)), midi(1, (0xB0, 123, 0))])
