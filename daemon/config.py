@@ -44,6 +44,9 @@ class EngineConfig:
     panic_cc: int = -1  # a CC number whose value > 0 triggers panic; -1 off
     panic_buttons: list[int] = field(default_factory=lambda: [0, 3, 4, 7])  # held together: panic
     stress_worker: bool = False  # keep a worker thread busy (latency benchmarks)
+    # on a real-time JACK server: SCHED_FIFO engine thread polling in JACK's cycles (daemon.engine);
+    # false: an ordinary thread polling every midi.poll_interval_ms
+    realtime: bool = True
 
 
 @dataclass

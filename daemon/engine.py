@@ -179,7 +179,7 @@ class Engine:
     def _choose_polling(self) -> None:
         """On the engine thread: polls placed in JACK's cycle when it may run real-time."""
         clock, self.clock = self.clock, None
-        if clock is not None and clock.realtime:
+        if clock is not None and clock.realtime and self.cfg.engine.realtime:
             if realtime_priority(RT_PRIORITY):
                 self.clock = clock
             else:

@@ -128,7 +128,7 @@ def test_bench_latency_json_on_real_ports():
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout)  # stdout is the JSON object and nothing else
-    assert set(result["targets"]) == {"a", "b", "c", "c_busy"}
+    assert set(result["targets"]) == {"a", "b", "c", "c_busy", "b_busy"}
     for key, t in result["targets"].items():
         assert t["n"] == 50, key  # lost echoes (xruns drop MIDI) are sent again and counted
         assert isinstance(t["lost"], int) and t["lost"] >= 0, key
@@ -138,4 +138,5 @@ def test_bench_latency_json_on_real_ports():
         assert len(t["runs"]) == 1 and len(t["xruns_per_run"]) == 1
     for key in ("c", "c_busy"):
         assert math.isfinite(result["minus_b"][key]["p99"])
+    assert math.isfinite(result["c_busy_minus_b_busy"]["p99"])
     assert set(result["verdict"]) == {"latency", "xruns", "pass"}

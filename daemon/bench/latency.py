@@ -7,11 +7,15 @@ One private JACK dummy server, one measuring client (``bench probe``) and four t
   each message straight back: the floor for a Python program on rtmidi;
 - ``c``: ``genie run -p thru``;
 - ``c_busy``: ``genie run -p thru --stress-worker`` (a worker thread in Genie keeps busy with
-  pure-Python work, holding the GIL).
+  pure-Python work, holding the GIL);
+- ``b_busy``: (b) again while a separate process does the same pure-Python work at the same
+  niceness: the control for ``c_busy``. A busy core costs xruns on a small machine whoever is
+  busy; ``c_busy`` against ``b_busy`` shows what Genie's design adds to that, like for like.
 
-The thru client and the plain Genie run for the whole benchmark. The busy Genie starts before each
-of its runs and stops after: its worker would otherwise take a CPU core from the other runs. The
-probe is rewired to one target per run, and the runs alternate a b c c' a b c c' ... Each run sends
+The thru client and the plain Genie run for the whole benchmark. The busy Genie and the busy
+process start before each of their runs and stop after: they would otherwise take a CPU core
+from the other runs. The
+probe is rewired to one target per run, and the runs alternate a b c c' b' a b ... Each run sends
 notes one at a time until ``n`` echoes came back: wait a random time within one JACK period (so the
 send phase samples the cycle fairly), send, wait for the echo (deadline 1 s, else it counts as
 lost), and record arrival stamp - send stamp, both from ``time.perf_counter_ns``. The echo arrives
@@ -58,6 +62,7 @@ TARGETS = (  # key, short name, label
     ("b", "b", "rtmidi thru client (Python floor)"),
     ("c", "c", "genie run -p thru"),
     ("c_busy", "c'", "genie run -p thru, busy worker"),
+    ("b_busy", "b'", "rtmidi thru client, busy process"),
 )
 LABELS = {key: label for key, _, label in TARGETS}
 SHORT = {key: short for key, short, _ in TARGETS}
@@ -263,6 +268,24 @@ class ThruClient:
         stop_child(self.proc)
 
 
+class BusyNeighbour:
+    """A separate process doing what Genie's stress worker does (pure Python, niced the same)."""
+
+    SPIN = ("import os\nos.nice(10)\nx = 0\nwhile True:\n"
+            "    for i in range(20_000):\n        x = (x * 31 + i) % 1_000_003\n")
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SPIN],
+                                     stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        stop_child(self.proc)
+        self.proc = None
+
+
 def _genie(workdir: Path, name: str, client: str, in_port: str, out_port: str,
            busy: bool):
     """A ``genie run -p thru`` on JACK with its own names (and its own pidfile)."""
@@ -315,9 +338,11 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
         stack.callback(genie.stop)
         busy = _genie(Path(tmp), "c_busy", "Genie bench busy", "Genie busy in", "Genie busy out",
                       busy=True)
+        neighbour = BusyNeighbour()
         probe = PortClient(PROBE_NAME, target_in=None, target_out=None)
         stack.callback(probe.close)
         stack.callback(busy.stop)
+        stack.callback(neighbour.stop)
         play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
         targets = [
             Target("a", [(play, listen)]),  # nothing between
@@ -326,6 +351,8 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
             Target("c_busy", [(play, "Genie busy in:Genie busy in"),
                               ("Genie busy out:Genie busy out", listen)],
                    start=busy.start, stop=busy.stop),
+            Target("b_busy", [(play, thru.play_into), (thru.listen_to, listen)],
+                   start=neighbour.start, stop=neighbour.stop),
         ]
 
         rng = random.Random(seed)
@@ -397,19 +424,20 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], betw
             "runs": per_run,
         }
 
-    def versus_b(key: str) -> dict:
-        # Each repeat's run sits next to its (b) run in time, so the pair shares the machine's
-        # load; the median of the paired differences shrugs off one disturbed repeat.
-        pairs = list(zip(runs[key], runs["b"]))
+    def versus(key: str, floor: str = "b") -> dict:
+        # Each repeat's run sits next to its floor's run in time, so the pair shares the
+        # machine's load; the median of the paired differences shrugs off one disturbed repeat.
+        pairs = list(zip(runs[key], runs[floor]))
         p99 = [r["p99"] - b["p99"] for r, b in pairs]
         xruns = [r["xruns"]["total"] - b["xruns"]["total"] for r, b in pairs]
         return {"p99": statistics.median(p99) if p99 else math.nan,
                 "p99_per_repeat": p99,
-                "p99_pooled": targets[key]["p99"] - targets["b"]["p99"],
+                "p99_pooled": targets[key]["p99"] - targets[floor]["p99"],
                 "extra_xruns": statistics.median(xruns) if xruns else math.nan,
                 "extra_xruns_per_repeat": xruns}
 
-    vs_b = {key: versus_b(key) for key in ("c", "c_busy")}
+    vs_b = {key: versus(key) for key in ("c", "c_busy")}
+    like_for_like = versus("c_busy", "b_busy") if runs.get("b_busy") else None
     latency_ok = all(v["p99"] <= TARGET_MS for v in vs_b.values())
     xruns_ok = all(v["extra_xruns"] <= 0 for v in vs_b.values())
     return {
@@ -426,6 +454,7 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], betw
         "order": [key for key in runs],
         "targets": targets,
         "minus_b": vs_b,
+        "c_busy_minus_b_busy": like_for_like,  # information: the verdict is against (b)
         "xruns_between_runs": between,
         "target_ms": TARGET_MS,
         "verdict": {"latency": latency_ok, "xruns": xruns_ok, "pass": latency_ok and xruns_ok},

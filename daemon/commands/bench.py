@@ -42,7 +42,7 @@ def bench() -> None:
 @click.option("-n", "--count", "n", default=2000, show_default=True, type=click.IntRange(1),
               help="Round trips per run.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
-              help="Times the alternation a b c c' is repeated.")
+              help="Times the alternation a b c c' b' is repeated.")
 @seed_option
 @click.option("--realtime/--no-realtime", default=None,
               help="Run jackd -R (real-time threads), as for live use [default: when this user "
@@ -51,9 +51,10 @@ def bench() -> None:
 @json_option
 def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: bool,
             as_json: bool) -> None:
-    """Round-trip latency: transport (a), rtmidi thru client (b), genie run (c), busy worker (c').
+    """Round-trip latency: transport (a), rtmidi thru client (b), genie run (c), busy worker (c'),
+    and (b) beside a busy process (b'), the control for (c').
 
-    One JACK dummy server ("genie-bench"); runs alternate a b c c' a b c c' ..., n round trips
+    One JACK dummy server ("genie-bench"); runs alternate a b c c' b' a b ..., n round trips
     each. Prints p50, p99, max and jitter (standard deviation) in ms, their spread across the
     repeats (max - min), xruns per run, and (c) - (b) at p99 against the 0.5 ms target. The exit
     code is 0 whether or not the target is met: the verdict is printed.
@@ -66,7 +67,7 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
         realtime = realtime_allowed()
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
-    result = measure("genie bench latency", 4 * n * repeats, as_json, run_latency,
+    result = measure("genie bench latency", 5 * n * repeats, as_json, run_latency,
                      period=period, rate=rate, n=n, repeats=repeats, seed=seed, realtime=realtime)
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_latency(result))
 
@@ -178,6 +179,11 @@ def format_latency(r: dict) -> str:
         ok = "PASS" if v["extra_xruns"] <= 0 else "FAIL"
         lines.append(f"extra xruns ({name}) - (b): {v['extra_xruns']:+g} (repeats {per}); "
                      f"target 0: {ok}")
+    like = r.get("c_busy_minus_b_busy")
+    if like:
+        per = ", ".join(f"{d:+d}" for d in like["extra_xruns_per_repeat"])
+        lines.append(f"like for like, (c') - (b') (both with a busy core; information): p99 "
+                     f"{like['p99']:+.3f} ms, extra xruns {like['extra_xruns']:+g} (repeats {per})")
     between = r["xruns_between_runs"]
     lines.append(f"xruns between runs (starting, stopping, rewiring): {between['total']}")
     v = r["verdict"]
