@@ -11,8 +11,6 @@ import os
 
 import pytest
 
-JACK_ENV = ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")
-
 
 @pytest.fixture(scope="session")
 def jack_server(tmp_path_factory):
@@ -31,20 +29,13 @@ def jack_server(tmp_path_factory):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{why}; CI must run the real-port tests", pytrace=False)
         pytest.skip(why)
-    saved = {k: os.environ.get(k) for k in JACK_ENV}
+    from jack_helpers import running
+
     name = os.environ.get("GENIE_TEST_JACK_SERVER", "genie-test")  # two checkouts side by side
     server = DummyServer(name=name, period=256, sync=True,
-                             log_path=tmp_path_factory.mktemp("jackd") / "jackd.log")
-    try:
-        server.start()  # sets JACK_DEFAULT_SERVER / JACK_NO_START_SERVER for subprocesses too
+                         log_path=tmp_path_factory.mktemp("jackd") / "jackd.log")
+    with running(server):  # JACK_DEFAULT_SERVER etc. point subprocesses at it too
         yield server
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture

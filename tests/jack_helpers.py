@@ -3,6 +3,7 @@ the private JACK dummy server and always stops them, plus small readers of MIDI 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -19,6 +20,26 @@ PLUGINS = Path(__file__).parent / "plugins"
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 
 _names = itertools.count(1)
+
+
+JACK_ENV = ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")
+
+
+@contextlib.contextmanager
+def running(server):
+    """Start a ``DummyServer`` (which points this process and its children at it), stop it after
+    and give the environment back."""
+    saved = {k: os.environ.get(k) for k in JACK_ENV}
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def config_text(processor: str = 'name = "thru"', midi: str = "", engine: str = "") -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from jack_helpers import NOTE_OFF, NOTE_ON, config_text
+from jack_helpers import NOTE_OFF, NOTE_ON, config_text, running
 
 from daemon.io.loopback import GenieProcess, PortClient
 from daemon.workers import realtime_allowed
-
-JACK_ENV = ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +22,11 @@ def rt_server(tmp_path_factory, jack_server):  # after the session's server: its
 
     if not realtime_allowed():
         pytest.skip("this user may not use real-time priority (no rtprio rights)")
-    saved = {k: os.environ.get(k) for k in JACK_ENV}
     name = os.environ.get("GENIE_TEST_JACK_SERVER", "genie-test") + "-rt"
     # synchronous, as the session's server: asynchronous JACK drops a late client's MIDI under load
     server = DummyServer(name=name, period=64, realtime=True, sync=True,
                          log_path=tmp_path_factory.mktemp("jackd-rt") / "jackd.log")
-    try:
-        server.start()
+    with running(server):
         clock = CycleClock.open("gt-rt-check", name)
         realtime = clock is not None and clock.realtime
         if clock is not None:
@@ -38,13 +34,6 @@ def rt_server(tmp_path_factory, jack_server):  # after the session's server: its
         if not realtime:
             pytest.skip("jackd -R did not get real-time threads here")
         yield server
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.mark.jack
