@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def markov(data: Path | None, out: Path | None, alpha: float) -> None:
     n_files = dict.fromkeys(SPLITS, 0)
     n_notes = dict.fromkeys(SPLITS, 0)
     with click.progressbar(files, label=f"reading {len(files)} files", show_pos=True,
-                           file=click.get_text_stream("stderr")) as bar:
+                           file=sys.stderr) as bar:
         for path in bar:
             try:
                 pitches = mm.read_pitches(path)
