@@ -4,6 +4,9 @@ Threads (all named):
 - ``genie-engine`` drains rtmidi's input queues, takes events posted by the other sources, calls
   the processors through ``EngineCore`` and sends on the output ports. It sleeps on an Event until
   the next poll, the next due output or new posted input, whichever comes first.
+- ``genie-housekeeping`` notices input ports that disappear and logs what was dropped.
+- ``genie-worker`` runs slow processor work at low priority; ``genie-keyboard`` and
+  ``genie-recorder`` belong to their modules.
 
 Polling. Under JACK, MIDI reaches rtmidi's queue only during a cycle, mostly early in it, and
 what Genie sends goes out at the start of the next cycle. When the server runs real-time
@@ -15,9 +18,6 @@ frames and 375 at 256. Phase-placed polls need punctual wake-ups, which only a r
 gets on a busy machine; so without real-time rights, on a server without real-time threads (where
 a FIFO thread would starve the server itself) and on other APIs (ALSA), the engine polls every
 ``midi.poll_interval_ms`` instead, which samples every phase at 2,000 wake-ups a second.
-- ``genie-housekeeping`` notices input ports that disappear and logs what was dropped.
-- ``genie-worker`` runs slow processor work at low priority; ``genie-keyboard`` and
-  ``genie-recorder`` belong to their modules.
 
 Nothing runs in rtmidi's callback thread: under JACK that is the audio server's real-time thread.
 """

@@ -27,6 +27,17 @@ def server_options(fn):
                         help="JACK period in frames (64 at 48 kHz = 1.33 ms).")(fn)
 
 
+def run_options(n: int, counted: str, alternation: str = ""):
+    """-n/--count (``counted`` per run) and --repeats (of ``alternation``, when it has one)."""
+    def add(fn):
+        fn = click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+                          help=f"Times the alternation {alternation} is repeated."
+                          if alternation else "Runs of each target.")(fn)
+        return click.option("-n", "--count", "n", default=n, show_default=True,
+                            type=click.IntRange(1), help=f"{counted} per run.")(fn)
+    return add
+
+
 def seed_option(fn):
     return click.option("--seed", default=0, show_default=True, type=int,
                         help="Seed of the random waits that vary the send phase.")(fn)
@@ -39,10 +50,7 @@ def bench() -> None:
 
 @bench.command()
 @server_options
-@click.option("-n", "--count", "n", default=2000, show_default=True, type=click.IntRange(1),
-              help="Round trips per run.")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
-              help="Times the alternation a b c c' b' is repeated.")
+@run_options(2000, "Round trips", "a b c c' b'")
 @seed_option
 @click.option("--realtime/--no-realtime", default=None,
               help="Run jackd -R (real-time threads), as for live use [default: when this user "
@@ -74,10 +82,7 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 
 @bench.command()
 @server_options
-@click.option("-n", "--count", "n", default=1000, show_default=True, type=click.IntRange(1),
-              help="Presses and releases timed per run.")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
-              help="Times the alternation b thru notes cc gamepad is repeated.")
+@run_options(1000, "Presses and releases timed", "b thru notes cc gamepad")
 @seed_option
 @json_option
 def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool) -> None:
