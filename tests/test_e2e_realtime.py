@@ -51,7 +51,8 @@ def test_realtime_engine_polls_in_jack_cycles_and_keeps_every_note(rt_server, tm
             client.send((NOTE_ON, p, 64))
             client.send((NOTE_OFF, p, 0))
         got = [m for _, m in client.expect(2 * len(pitches), timeout_s=10)]
-        assert got == [m for p in pitches for m in ((NOTE_ON, p, 64), (NOTE_OFF, p, 0))]
+        assert got == [m for p in pitches for m in ((NOTE_ON, p, 64), (NOTE_OFF, p, 0))], (
+            "\n".join([genie.log, "jackd xruns:", *rt_server.xruns()[-20:]]))
         assert any("SCHED_FIFO 1; polls at 30% and 75% of each JACK cycle" in line
                    for line in genie.log_lines), genie.log
     finally:

@@ -226,6 +226,7 @@ def test_learn_midi_through_a_real_port_then_genie_run_plays_the_map(rig, tmp_pa
     from jack_helpers import config_text, genie_cmd
 
     from daemon.io.child import start_child, stop_child
+    from daemon.io.jack import wait_connected
     from daemon.io.loopback import GenieProcess
 
     state = {"STATE_DIRECTORY": str(tmp_path / "state")}
@@ -234,6 +235,8 @@ def test_learn_midi_through_a_real_port_then_genie_run_plays_the_map(rig, tmp_pa
                                         "--timeout", "20"),
                               "Press the lowest", 30, "genie learn", {**rig.env, **state})
     try:
+        # learn connected its input to our port; what we send before JACK runs that graph is lost
+        assert wait_connected(ctl.play_port), "\n".join(lines)
         controls = [36, "cc:20", 38, "cc:21", 40, 41, 42, 43]
         for c in controls:
             down, up = (((0xB0, int(c[3:]), 127), (0xB0, int(c[3:]), 0)) if isinstance(c, str)

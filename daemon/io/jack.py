@@ -147,6 +147,42 @@ class CycleClock:
             self._client = None
 
 
+def wait_connected(src: str, dst: str | None = None, timeout_s: float = 5.0,
+                   server: str | None = None) -> bool:
+    """Wait until the server's running graph connects port ``src`` to ``dst`` (full names; None:
+    to anything). True when it does before the deadline.
+
+    ``jack_connect`` returns before the server switches to the new graph at a cycle boundary,
+    later still on a loaded machine; what a client sends meanwhile goes nowhere. A test or a
+    benchmark that plays right after connecting waits here first.
+    """
+    lib = _libjack()
+    if lib is None:
+        return False
+    lib.jack_port_by_name.restype = ctypes.c_void_p
+    lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.jack_port_connected.argtypes = [ctypes.c_void_p]
+    lib.jack_port_connected_to.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    status = ctypes.c_int(0)
+    with _quiet_stderr():
+        client = lib.jack_client_open(b"genie-graph", JACK_NO_START_SERVER | JACK_SERVER_NAME,
+                                      ctypes.byref(status), (server or server_name()).encode())
+    if not client:
+        return False
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            port = lib.jack_port_by_name(client, src.encode())
+            if port and (lib.jack_port_connected_to(port, dst.encode()) if dst is not None
+                         else lib.jack_port_connected(port) > 0):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+    finally:
+        lib.jack_client_close(client)
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """Silence file descriptor 2 for a moment (C libraries that print). Start-up only."""

@@ -65,20 +65,31 @@ class PortClient:
         self.inp = rtmidi.MidiIn(_api_id(api), name=f"{name} listen")
         self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
         self.inp.set_callback(self._on_message)
+        wires = []
         if target_in:
-            found = match_port(target_in, self.out.get_ports())
+            ports = self.out.get_ports()
+            found = match_port(target_in, ports)
             if not found:
-                raise RuntimeError(f"port {target_in!r} not found in {self.out.get_ports()}")
+                raise RuntimeError(f"port {target_in!r} not found in {ports}")
             self.out.open_port(found[0], name="play")
+            wires.append((f"{name} play:play", ports[found[0]]))
         else:
             self.out.open_virtual_port("play")
         if target_out:
-            found = match_port(target_out, self.inp.get_ports())
+            ports = self.inp.get_ports()
+            found = match_port(target_out, ports)
             if not found:
-                raise RuntimeError(f"port {target_out!r} not found in {self.inp.get_ports()}")
+                raise RuntimeError(f"port {target_out!r} not found in {ports}")
             self.inp.open_port(found[0], name="listen")
+            wires.append((ports[found[0]], f"{name} listen:listen"))
         else:
             self.inp.open_virtual_port("listen")
+        if api == "jack":
+            from daemon.io.jack import wait_connected
+
+            for src, dst in wires:  # what is sent before the server runs the new graph is lost
+                if not wait_connected(src, dst):
+                    raise RuntimeError(f"JACK did not connect {src!r} to {dst!r} in 5 s")
 
     def _on_message(self, event, data=None) -> None:
         self.received.put((now_ns(), tuple(event[0])))
