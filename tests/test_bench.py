@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from daemon.bench.latency import (_key, classify_xruns, note_stream, percentile, report, spread,
-                                  summarize)
+from daemon.bench.latency import (_key, classify_xruns, note_stream, percentile, program_of,
+                                  report, spread, summarize)
 
 
 def test_percentile_interpolates_like_numpy():
@@ -60,7 +60,25 @@ def test_xruns_split_by_blamed_client():
            "JackEngine::XRun: client = Genie in was not finished, state = Triggered"]
     x = classify_xruns(log)
     assert x == {"total": 4, "driver": 1, "genie": 2,
-                 "clients": {"Genie in": 2, "bench thru out": 1}}
+                 "clients": {"Genie in": 2, "bench thru out": 1},
+                 "cycles": 2, "alone": {"Genie": 1}}
+
+
+def test_xruns_of_one_cycle_are_one_programs_own_only_when_nobody_else_was_late():
+    late = "JackEngine::XRun: client = {} was not finished, state = Triggered".format
+    error = "JackAudioDriver::ProcessGraphAsyncMaster: Process error"
+    log = [late("Genie in"), late("Genie out"), error,  # Genie alone
+           late("bench thru out"), late("bench probe play"), late("Genie out"), error,  # a stall
+           late("Genie busy out"),
+           late("Genie busy out"), error,  # no line between: the next cycle's block
+           "JackEngine::XRun: client bench thru in finished after current callback", error,
+           late("bench probe listen")]
+    x = classify_xruns(log)
+    assert x["cycles"] == 6 and x["driver"] == 0
+    assert x["alone"] == {"Genie": 1, "Genie busy": 2, "bench thru": 1, "bench probe": 1}
+    assert x["clients"]["bench thru in"] == 1 and x["total"] == 9
+    assert program_of("Genie busy in") == "Genie busy" and program_of("bench probe listen") == (
+        "bench probe") and program_of("genie-ping-in") == "genie-ping-in"
 
 
 def test_notes_never_repeat_within_the_echo_window_and_match_their_echo():
@@ -77,7 +95,7 @@ def test_notes_never_repeat_within_the_echo_window_and_match_their_echo():
 def test_report_verdict():
     def run(p99, xruns):
         return {"p50": 1.0, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 0,
-                "xruns": {"total": xruns, "genie": 0}}
+                "xruns": {"total": xruns + 5, "genie": 0}, "own_xruns": xruns}
 
     runs = {"a": [run(1.0, 0)], "b": [run(2.0, 1)], "c": [run(2.4, 1)],
             "c_busy": [run(2.6, 1)]}
@@ -91,7 +109,7 @@ def test_report_verdict():
 def test_report_pairs_each_run_with_its_repeats_b_run():
     def run(p99, xruns):
         return {"p50": 1.0, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 0,
-                "xruns": {"total": xruns, "genie": 0}}
+                "xruns": {"total": xruns + 5, "genie": 0}, "own_xruns": xruns}
 
     # repeat 2 was disturbed (the machine was busy): both b and c got slow
     runs = {"a": [run(1.0, 0)] * 3,
@@ -106,7 +124,8 @@ def test_report_pairs_each_run_with_its_repeats_b_run():
     assert c["extra_xruns_per_repeat"] == [0, 31, 0] and c["extra_xruns"] == 0
     assert r["minus_b"]["c_busy"]["extra_xruns"] == 0  # +1, -4, 0
     assert r["targets"]["b"]["spread"]["p99"] == pytest.approx(4.0)
-    assert r["targets"]["c"]["xruns_per_run"] == [0, 40, 1]
+    assert r["targets"]["c"]["own_xruns_per_run"] == [0, 40, 1]
+    assert r["targets"]["c"]["xruns_per_run"] == [5, 45, 6]  # stalls included
     assert r["verdict"] == {"latency": True, "xruns": True, "pass": True}
 
 

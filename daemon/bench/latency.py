@@ -24,7 +24,10 @@ on, so no message repeats within Genie's echo window.
 
 xruns come from the server log, read per run and split by the client blamed
 (``JackEngine::XRun: client = NAME was not finished``); a late dummy-driver cycle names no client
-and counts as ``driver``.
+and counts as ``driver``. The verdict counts a target's own xruns: the late cycles in which its
+program was the only one late. When the machine stalls (on a VM, a descheduled virtual CPU),
+every client is late in the same cycle, the idle ones included; those cycles are no program's
+doing and are counted in the totals, which are printed too.
 """
 
 from __future__ import annotations
@@ -100,24 +103,56 @@ def spread(per_repeat: Sequence[dict[str, float]]) -> dict[str, float]:
 
 # ---- xruns from the server log -----------------------------------------------------------------
 
-_BLAMED = re.compile(r"client = (.+?) was not finished")
+_LATE = re.compile(r"client = (.+?) was not finished|client (.+?) finished after current callback")
+_ROLES = ("in", "out", "play", "listen")  # the last word of a client's name: which port it holds
+
+
+def program_of(client: str) -> str:
+    """The program behind a JACK client: Genie, the thru client and the probe each open one client
+    per port, named ``<program> in``/``out`` (``play``/``listen`` for the probe)."""
+    head, _, last = client.rpartition(" ")
+    return head if head and last in _ROLES else client
 
 
 def classify_xruns(lines: Sequence[str]) -> dict:
-    """Count xrun reports: per client blamed, and ``driver`` for late cycles that blame nobody."""
+    """Count xrun reports from a jackd log: per client blamed; ``driver`` for late cycles that
+    blame nobody; and, per late cycle, which programs were late.
+
+    jackd reports each late cycle as a block of lines, one per client whose thread was woken but
+    had not finished (clients still waiting on a late one are not named). When the machine
+    stalls, every program is late in the same cycle; ``alone`` counts the cycles in which one
+    program was the only one late: that program's own xruns."""
     clients: Counter[str] = Counter()
-    driver = 0
+    alone: Counter[str] = Counter()
+    driver = cycles = 0
+    block: set[str] = set()
+
+    def close_block() -> None:
+        nonlocal cycles
+        if block:
+            cycles += 1
+            programs = {program_of(c) for c in block}
+            if len(programs) == 1:
+                alone[programs.pop()] += 1
+            block.clear()
+
     for line in lines:
-        if "XRun" not in line and "xrun" not in line:
-            continue
-        m = _BLAMED.search(line)
+        m = _LATE.search(line)
         if m:
-            clients[m.group(1)] += 1
-        else:
+            client = m.group(1) or m.group(2)
+            if client in block:  # the next cycle's block began
+                close_block()
+            block.add(client)
+            clients[client] += 1
+            continue
+        close_block()
+        if "XRun" in line or "xrun" in line:
             driver += 1
+    close_block()
     return {"total": driver + sum(clients.values()), "driver": driver,
             "clients": dict(sorted(clients.items())),
-            "genie": sum(v for k, v in clients.items() if k.startswith("Genie"))}
+            "genie": sum(v for k, v in clients.items() if k.startswith("Genie")),
+            "cycles": cycles, "alone": dict(sorted(alone.items()))}
 
 
 class ServerLog:
@@ -247,6 +282,7 @@ def jack_connect(src: str, dst: str, connect: bool = True) -> None:
 @dataclass
 class Target:
     key: str
+    program: str  # whose xruns are its own (``program_of`` its JACK clients)
     wires: list[tuple[str, str]]  # (output port, input port) connected for its runs
     start: Callable[[], None] | None = None  # started before each run, stopped after
     stop: Callable[[], None] | None = None
@@ -345,13 +381,13 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
         stack.callback(neighbour.stop)
         play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
         targets = [
-            Target("a", [(play, listen)]),  # nothing between
-            Target("b", [(play, thru.play_into), (thru.listen_to, listen)]),
-            Target("c", [(play, "Genie in:Genie in"), ("Genie out:Genie out", listen)]),
-            Target("c_busy", [(play, "Genie busy in:Genie busy in"),
-                              ("Genie busy out:Genie busy out", listen)],
+            Target("a", PROBE_NAME, [(play, listen)]),  # nothing between
+            Target("b", THRU_NAME, [(play, thru.play_into), (thru.listen_to, listen)]),
+            Target("c", "Genie", [(play, "Genie in:Genie in"), ("Genie out:Genie out", listen)]),
+            Target("c_busy", "Genie busy", [(play, "Genie busy in:Genie busy in"),
+                                            ("Genie busy out:Genie busy out", listen)],
                    start=busy.start, stop=busy.stop),
-            Target("b_busy", [(play, thru.play_into), (thru.listen_to, listen)],
+            Target("b_busy", THRU_NAME, [(play, thru.play_into), (thru.listen_to, listen)],
                    start=neighbour.start, stop=neighbour.stop),
         ]
 
@@ -386,7 +422,8 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
                 samples_ms[t.key].extend(ms)
                 runs[t.key].append({"repeat": repeat + 1, **summarize(ms), "lost": result.lost,
                                     "stray": result.stray,
-                                    "duration_s": round(result.duration_s, 3), "xruns": xruns})
+                                    "duration_s": round(result.duration_s, 3), "xruns": xruns,
+                                    "own_xruns": xruns["alone"].get(t.program, 0)})
                 between.extend(log.read())
         between.extend(log.read())
         engine = next((line.split("engine thread: ", 1)[1] for line in genie.log_lines
@@ -420,7 +457,7 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], betw
             "lost": sum(r["lost"] for r in per_run),
             "spread": spread(per_run) if per_run else {k: math.nan for k in FIGURES},
             "xruns_per_run": [r["xruns"]["total"] for r in per_run],
-            "genie_xruns_per_run": [r["xruns"]["genie"] for r in per_run],
+            "own_xruns_per_run": [r["own_xruns"] for r in per_run],
             "runs": per_run,
         }
 
@@ -429,12 +466,15 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], betw
         # machine's load; the median of the paired differences shrugs off one disturbed repeat.
         pairs = list(zip(runs[key], runs[floor]))
         p99 = [r["p99"] - b["p99"] for r, b in pairs]
-        xruns = [r["xruns"]["total"] - b["xruns"]["total"] for r, b in pairs]
+        own = [r["own_xruns"] - b["own_xruns"] for r, b in pairs]
+        total = [r["xruns"]["total"] - b["xruns"]["total"] for r, b in pairs]
         return {"p99": statistics.median(p99) if p99 else math.nan,
                 "p99_per_repeat": p99,
                 "p99_pooled": targets[key]["p99"] - targets[floor]["p99"],
-                "extra_xruns": statistics.median(xruns) if xruns else math.nan,
-                "extra_xruns_per_repeat": xruns}
+                "extra_xruns": statistics.median(own) if own else math.nan,
+                "extra_xruns_per_repeat": own,
+                "extra_total_xruns": statistics.median(total) if total else math.nan,
+                "extra_total_xruns_per_repeat": total}
 
     vs_b = {key: versus(key) for key in ("c", "c_busy")}
     like_for_like = versus("c_busy", "b_busy") if runs.get("b_busy") else None
@@ -446,6 +486,7 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], betw
         "jitter": JITTER,
         "spread": "max - min of each figure across repeats",
         "minus_b_is": "median over repeats of (run - its repeat's b run); p99_pooled: all samples",
+        "own_xruns_are": "late cycles in which the target's program was the only one late",
         "server": server,
         "genie_engine": engine,  # how genie run's engine thread polled (from its log)
         "n": n,

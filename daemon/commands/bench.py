@@ -64,8 +64,9 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 
     One JACK dummy server ("genie-bench"); runs alternate a b c c' b' a b ..., n round trips
     each. Prints p50, p99, max and jitter (standard deviation) in ms, their spread across the
-    repeats (max - min), xruns per run, and (c) - (b) at p99 against the 0.5 ms target. The exit
-    code is 0 whether or not the target is met: the verdict is printed.
+    repeats (max - min), xruns per run (own: late cycles in which only the target was late), and
+    (c) - (b) at p99 against the 0.5 ms target and in own xruns against 0. The exit code is 0
+    whether or not the targets are met: the verdict is printed.
     """
     from daemon.bench.latency import run_latency
     from daemon.io.jack import jackd_available
@@ -160,11 +161,11 @@ def format_latency(r: dict) -> str:
         "",
         f"{'':3} {'target':34} {'p50':>6} {'p99':>6} {'max':>6} {'jitter':>6}   "
         f"{'spread:':>7} {'p50':>5} {'p99':>5} {'max':>5} {'jitter':>6}  {'lost':>4}  "
-        "xruns per run (Genie-blamed)",
+        "xruns per run: own (total)",
     ]
     for t in r["targets"].values():
         sp = t["spread"]
-        xr = " ".join(f"{a}({g})" for a, g in zip(t["xruns_per_run"], t["genie_xruns_per_run"]))
+        xr = " ".join(f"{o}({a})" for o, a in zip(t["own_xruns_per_run"], t["xruns_per_run"]))
         lines.append(
             f"{t['name']:3} {t['label']:34} {t['p50']:6.3f} {t['p99']:6.3f} {t['max']:6.3f} "
             f"{t['jitter']:6.3f}   {'':7} {sp['p50']:5.3f} {sp['p99']:5.3f} {sp['max']:5.3f} "
@@ -178,17 +179,20 @@ def format_latency(r: dict) -> str:
         ok = "PASS" if v["p99"] <= target else "FAIL"
         lines.append(f"({name}) - (b) at p99: {v['p99']:+.3f} ms (repeats {per}; pooled "
                      f"{v['p99_pooled']:+.3f}); target <= {target:.1f} ms: {ok}")
+    lines.append("own xruns: late cycles in which the target's program alone was late (when "
+                 "every client is late, the machine stalled)")
     for key, v in r["minus_b"].items():
         name = r["targets"][key]["name"]
         per = ", ".join(f"{d:+d}" for d in v["extra_xruns_per_repeat"])
         ok = "PASS" if v["extra_xruns"] <= 0 else "FAIL"
-        lines.append(f"extra xruns ({name}) - (b): {v['extra_xruns']:+g} (repeats {per}); "
-                     f"target 0: {ok}")
+        lines.append(f"extra own xruns ({name}) - (b): {v['extra_xruns']:+g} (repeats {per}; "
+                     f"all xruns {v['extra_total_xruns']:+g}); target 0: {ok}")
     like = r.get("c_busy_minus_b_busy")
     if like:
         per = ", ".join(f"{d:+d}" for d in like["extra_xruns_per_repeat"])
         lines.append(f"like for like, (c') - (b') (both with a busy core; information): p99 "
-                     f"{like['p99']:+.3f} ms, extra xruns {like['extra_xruns']:+g} (repeats {per})")
+                     f"{like['p99']:+.3f} ms, extra own xruns {like['extra_xruns']:+g} (repeats "
+                     f"{per}; all xruns {like['extra_total_xruns']:+g})")
     between = r["xruns_between_runs"]
     lines.append(f"xruns between runs (starting, stopping, rewiring): {between['total']}")
     v = r["verdict"]
