@@ -29,6 +29,7 @@ from jack_helpers import (
 )
 
 from daemon.events import now_ns
+from daemon.io.jack import wait_connected
 
 jack = pytest.mark.jack
 
@@ -162,6 +163,7 @@ def test_same_pitch_from_two_sources_ends_with_its_last_holder(rig):
     # it must exist before the daemon starts.
     c2 = rig.client(target_in=None, target_out=None)
     rig.genie(config_text(midi=f'echo_window_ms = 0\ninputs = ["{c2.name} play:*"]'))
+    assert wait_connected(c2.play_port)  # Genie's connection runs before c2 plays
     c1 = rig.client()
     transcript = []
 
@@ -458,6 +460,7 @@ def test_port_names_are_stable_for_a_third_party_client(rig):
 def test_a_lost_input_port_releases_what_it_was_holding(rig):
     keyboard = rig.client(target_in=None, target_out=None)  # a USB keyboard, say
     rig.genie(config_text(midi=f'echo_window_ms = 0\ninputs = ["{keyboard.name} play:*"]'))
+    assert wait_connected(keyboard.play_port)
     listener = rig.client()
     keyboard.send((NOTE_ON, 61, 90))
     assert listener.take(1) == [(NOTE_ON, 61, 90)]
