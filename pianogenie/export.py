@@ -273,10 +273,10 @@ since the previous note. The `pianogenie` processor runs the decoder: one note p
 - `pianogenie_encoder.pt`: `forward(keys, dt) -> buttons`, used by `genie buttons FILE.mid`.
 - `pianogenie_metrics.json`: every number below; `pianogenie_loss.png`: the loss curves.
 
-Made by: `genie train pianogenie` and `genie train pianogenie --baseline` (here run as
-`python -m pianogenie.train --out runs/pianogenie/model` and `... --baseline --out
-runs/pianogenie/baseline`), then `pianogenie.export.ship` (export of `best.pt`, the checkpoint
-with the lowest validation cross-entropy, evaluation with `genie eval pianogenie`, this card).
+Made by: `genie train pianogenie --out runs/pianogenie/model` and `genie train pianogenie
+--baseline --out runs/pianogenie/baseline`, then `genie export pianogenie --card` (export of
+`best.pt`, the checkpoint with the lowest validation cross-entropy, evaluation with `genie eval
+pianogenie`, this card).
 
 ## Data
 
@@ -309,8 +309,9 @@ By piece, the rule of the dataset's SOURCE.md: h = int(sha1(composer + "|" + tit
   had reached step {runs['baseline_latest_step']:,}. {_trend(runs.get('baseline_val', []))}
 - Hardware: 2 shared CPU cores (other jobs running), one or two torch threads, niced. The paper's
   checkpoint ran 166k steps; this one ran far fewer, so read the numbers as a curve in progress.
-- Continue from the shipped run: `python -m pianogenie.train --out runs/pianogenie/model` (the
-  checkpoint `ckpt.pt` there is resumed exactly); `genie train pianogenie` once wired in.
+- Continue from the shipped run: copy `checkpoints/pianogenie` to `runs/`, then `genie train
+  pianogenie --out runs/pianogenie/model` resumes its `ckpt.pt` exactly (see
+  `checkpoints/pianogenie/README.md`).
 
 ![loss curves](pianogenie_loss.png)
 
