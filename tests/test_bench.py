@@ -60,7 +60,7 @@ def test_xruns_split_by_blamed_client():
            "JackAudioDriver::ProcessGraphAsyncMaster: Process error",
            "JackEngine::XRun: client = Genie in was not finished, state = Triggered"]
     x = classify_xruns(log)
-    assert x == {"total": 4, "driver": 1, "genie": 2,
+    assert x == {"total": 4, "driver": 1,
                  "clients": {"Genie in": 2, "bench thru out": 1},
                  "cycles": 2, "alone": {"Genie": 1}}
 
@@ -96,7 +96,7 @@ def test_notes_never_repeat_within_the_echo_window_and_match_their_echo():
 def test_report_verdict():
     def run(p99, xruns):
         return {"p50": 1.0, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 0,
-                "xruns": {"total": xruns + 5, "genie": 0}, "own_xruns": xruns}
+                "xruns": {"total": xruns + 5}, "own_xruns": xruns}
 
     runs = {"a": [run(1.0, 0)], "b": [run(2.0, 1)], "c": [run(2.4, 1)],
             "c_busy": [run(2.6, 1)]}
@@ -110,7 +110,7 @@ def test_report_verdict():
 def test_report_pairs_each_run_with_its_repeats_b_run():
     def run(p99, xruns):
         return {"p50": 1.0, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 0,
-                "xruns": {"total": xruns + 5, "genie": 0}, "own_xruns": xruns}
+                "xruns": {"total": xruns + 5}, "own_xruns": xruns}
 
     # repeat 2 was disturbed (the machine was busy): both b and c got slow
     runs = {"a": [run(1.0, 0)] * 3,
@@ -140,7 +140,7 @@ def test_a_few_own_xruns_more_than_the_floor_is_chance_and_passes():
 
     def run(own):
         return {"p50": 1.0, "p99": 2.0, "max": 3.0, "jitter": 0.1, "lost": 0,
-                "xruns": {"total": own, "genie": 0}, "own_xruns": own}
+                "xruns": {"total": own}, "own_xruns": own}
 
     runs = {"a": [run(0)] * 3, "b": [run(0), run(1), run(1)], "c": [run(1), run(1), run(1)],
             "c_busy": [run(2), run(0), run(1)]}
@@ -165,7 +165,7 @@ def test_disturbed_rounds_are_reported_and_left_out_of_the_figures():
 
     def run(p99, rnd):
         return {"repeat": rnd, "p50": 1.0, "p99": p99, "max": p99 + 1, "jitter": 0.1, "lost": 0,
-                "xruns": {"total": 0, "genie": 0}, "own_xruns": 0, "steal": 0.0}
+                "xruns": {"total": 0}, "own_xruns": 0, "steal": 0.0}
 
     # round 1 was disturbed (run_latency kept rounds 2 and 3 only)
     runs = {k: [run(2.0, 2), run(2.2, 3)] for k in ("a", "b", "c", "c_busy", "b_busy")}

@@ -192,7 +192,6 @@ def classify_xruns(lines: Sequence[str]) -> dict:
     close_block()
     return {"total": driver + sum(clients.values()), "driver": driver,
             "clients": dict(sorted(clients.items())),
-            "genie": sum(v for k, v in clients.items() if k.startswith("Genie")),
             "cycles": cycles, "alone": dict(sorted(alone.items()))}
 
 
