@@ -22,24 +22,15 @@ NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 _names = itertools.count(1)
 
 
-JACK_ENV = ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")
-
-
 @contextlib.contextmanager
 def running(server):
-    """Start a ``DummyServer`` (which points this process and its children at it), stop it after
-    and give the environment back."""
-    saved = {k: os.environ.get(k) for k in JACK_ENV}
+    """Start a ``DummyServer`` (which points this process and its children at it) and stop it
+    after (which gives the environment back)."""
+    server.start()
     try:
-        server.start()
         yield server
     finally:
         server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def config_text(processor: str = 'name = "thru"', midi: str = "", engine: str = "") -> str:

@@ -34,7 +34,6 @@ gamepad events carry), one at a time. A lost reply counts as lost; then every co
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import statistics
 import tempfile
@@ -48,7 +47,6 @@ from daemon.bench.latency import (
     ServerLog,
     ThruClient,
     _drain,
-    _restore_env,
     await_reply,
     check_lost,
     classify_xruns,
@@ -199,14 +197,12 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
     from daemon.io.loopback import GenieProcess, PortClient
 
     say = status or (lambda msg: None)
-    saved_env = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     labels = dict(LABELS)
     if model:
         labels["model"] = f"genie run -p {model}: press -> note"
     runs: dict[str, list[dict]] = {key: [] for key in labels}
     samples_ms: dict[str, list[float]] = {key: [] for key in labels}
     with tempfile.TemporaryDirectory(prefix="genie-bench-") as tmp, contextlib.ExitStack() as stack:
-        stack.callback(_restore_env, saved_env)
         server = DummyServer(name=SERVER_NAME, period=period, rate=rate)
         say(f"starting JACK dummy server {SERVER_NAME!r} ({period} frames at {rate} Hz)")
         server.start()

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import queue
 import random
 import re
@@ -393,12 +392,10 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
     from daemon.io.loopback import PortClient
 
     say = status or (lambda msg: None)
-    saved_env = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     runs: dict[str, list[dict]] = {key: [] for key in LABELS}
     samples_ms: dict[str, list[list[float]]] = {key: [] for key in LABELS}  # per run
     between = []
     with tempfile.TemporaryDirectory(prefix="genie-bench-") as tmp, contextlib.ExitStack() as stack:
-        stack.callback(_restore_env, saved_env)
         server = _server(period, rate, realtime)
         say(f"starting JACK dummy server {SERVER_NAME!r} ({period} frames at {rate} Hz)")
         server.start()  # also points this process (and its children) at the server
@@ -489,14 +486,6 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
                           "rate": info.sample_rate if info else rate,
                           "period_ms": period_s * 1e3, "realtime": realtime},
                   engine=engine, rounds=rounds)
-
-
-def _restore_env(saved: dict[str, str | None]) -> None:
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], between: dict, *,

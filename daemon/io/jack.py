@@ -214,6 +214,7 @@ class DummyServer:
     realtime: bool = False  # jackd -R: real-time threads (needs rtprio rights; benchmarks)
     log_path: Path | None = None  # default: <tmp>/<name>-jackd.log, one per server name
     proc: subprocess.Popen | None = None
+    _saved_env: dict[str, str | None] | None = None  # this process's, given back by stop()
 
     def __post_init__(self) -> None:
         if self.log_path is None:
@@ -223,18 +224,27 @@ class DummyServer:
         return {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
 
     def start(self, attempts: int = 4) -> "DummyServer":
-        """Start the server and make sure it passes MIDI; restart it when it is stuck."""
+        """Start the server and make sure it passes MIDI; restart it when it is stuck.
+
+        Points this process (and the children it starts) at the server until ``stop``."""
         if not jackd_available():
             raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+        if self._saved_env is None:
+            self._saved_env = {k: os.environ.get(k) for k in self.env()}
         os.environ.update(self.env())
-        for attempt in range(attempts):
-            self._spawn()
-            if self.ping():
-                return self
-            log.warning("JACK dummy server %r passes no MIDI (attempt %d); restarting",
-                        self.name, attempt + 1)
+        try:
+            for attempt in range(attempts):
+                self._spawn()
+                if self.ping():
+                    return self
+                log.warning("JACK dummy server %r passes no MIDI (attempt %d); restarting",
+                            self.name, attempt + 1)
+                self._halt()
+            raise RuntimeError(f"JACK dummy server {self.name!r} stays stuck; see "
+                               f"{self.log_path}")
+        except BaseException:
             self.stop()
-        raise RuntimeError(f"JACK dummy server {self.name!r} stays stuck; see {self.log_path}")
+            raise
 
     def _spawn(self) -> None:
         if server_info(self.name) is not None:
@@ -293,6 +303,16 @@ class DummyServer:
         return [line for line in text.splitlines() if "XRun" in line or "xrun" in line]
 
     def stop(self) -> None:
+        """Stop the server and give this process's JACK environment back."""
+        self._halt()
+        for key, value in (self._saved_env or {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = None
+
+    def _halt(self) -> None:
         stop_child(self.proc, timeout_s=5)
         self.proc = None
         if getattr(self, "_log", None):
