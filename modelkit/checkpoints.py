@@ -1,0 +1,50 @@
+"""Checkpoints: written atomically, read with ``weights_only=True`` (tensors and plain data only).
+
+A checkpoint holds the weights, the optimizer, the step, the RNG state, the model arguments and
+the full training config, the history and the wall time, so a run resumes exactly and its model
+card can be written from the file alone. Batches must be a pure function of (seed, step): no
+NumPy RNG state is kept (it would not load with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+CKPT = "ckpt.pt"
+BEST = "best.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or unreadable; one line naming the file."""
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CKPT
+
+
+def best_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / BEST
+
+
+def save_atomic(obj: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a run killed mid-write keeps the old file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint on the CPU (tensors and plain Python data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: not found")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several kinds for a corrupt or foreign file
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(exc).__name__)
+        raise CheckpointError(f"checkpoint {path}: unreadable ({why[:200]})") from None
