@@ -87,11 +87,15 @@ class ProcessorConfig:
     inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard",
     #   "gamepad:*", "sdl:*" ("keyboard" takes the terminal and "keyboard:<device>" from evdev)
     channel: int = 0  # input channel filter 1-16; 0 = omni
-    # 8 controls low to high: a preset ("white-keys", "pads") or notes / "cc:N" (io/midi_buttons)
+    # 8 controls low to high: a preset ("white-keys", "pads") or notes / "cc:N" (io/midi_buttons);
+    # "none": every note reaches the processor as a note
     buttons: list[int | str] = field(default_factory=default_buttons)
     output: str = "Genie out"
     out_channel: int = 1
-    clock: bool = False
+    clock: bool = False  # hear the DAW's transport (daemon.transport) instead of clock bytes
+    clock_offset_ms: float = 0.0  # added to the transport's predicted times (negative: earlier)
+    clock_lost_ms: float = 500.0  # no clock this long while playing: the clock is lost
+    beats_per_bar: int = 4
     passthrough: list[str] = field(default_factory=lambda: ["pitchbend", "modwheel", "sustain"])
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -274,3 +278,42 @@ def _check(cfg: Config, path: str) -> None:
                 fail(f"{where}.passthrough", f"unknown kind {kind!r} (know {', '.join(PASSTHROUGH_KINDS)})")
         if not p.output:
             fail(f"{where}.output", "must name an output port")
+        if p.clock_lost_ms <= 0:
+            fail(f"{where}.clock_lost_ms", "must be above 0")
+        if not 1 <= p.beats_per_bar <= 32:
+            fail(f"{where}.beats_per_bar", "must be 1-32")
+    cycle = _chain_cycle(cfg.processors)
+    if cycle:
+        raise ConfigError(f"config {path}: key 'processor.inputs': processors feed each other in a "
+                          f"circle ({' -> '.join(cycle)})")
+
+
+def chain_inputs(p: ProcessorConfig, labels: set[str]) -> list[str]:
+    """The other processors whose outputs ``p`` hears (its ``inputs`` naming their labels)."""
+    return [i for i in p.inputs if i in labels]
+
+
+def _chain_cycle(processors: list[ProcessorConfig]) -> list[str]:
+    """A circle of processors feeding each other (labels, first repeated last), or []."""
+    labels = {p.label for p in processors}
+    feeds = {p.label: chain_inputs(p, labels) for p in processors}
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(label: str, path: list[str]) -> list[str]:
+        state[label] = 1
+        for src in feeds[label]:
+            if state.get(src) == 1:
+                return path[path.index(src):] + [src] if src in path else [label, src]
+            if src not in state:
+                found = visit(src, path + [src])
+                if found:
+                    return found
+        state[label] = 2
+        return []
+
+    for label in feeds:
+        if label not in state:
+            found = visit(label, [label])
+            if found:
+                return list(reversed(found))
+    return []

@@ -35,9 +35,12 @@ from daemon.events import (
     Out,
     valid_message,
 )
+from daemon.config import chain_inputs
 from daemon.io import midi_buttons
-from daemon.processor import BaseProcessor, Processor
+from daemon.processor import BaseProcessor, Ending, Processor
 from daemon.scheduler import Scheduler, Sent
+from daemon.transport import Transport
+from daemon.workers import Handle, SteppedWorkers
 
 NEVER_NS = 1 << 62  # next_wake_ns when nothing is scheduled
 
@@ -55,12 +58,17 @@ class Slot:
     proc: Processor
     active: bool = True
     held_buttons: dict[tuple[str, int], int] = field(default_factory=dict)  # (source, button) -> pitch key
+    jobs: list[Handle] = field(default_factory=list)  # its background jobs not yet ended
+    chain_from: list[str] = field(default_factory=list)  # processors whose outputs it hears
 
     def __post_init__(self) -> None:
         # note -> button, CC number -> button (daemon.io.midi_buttons)
         self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.cfg.buttons)
         # the engine need not wake for idle calls that do nothing (BaseProcessor's default)
         self.has_idle = getattr(type(self.proc), "on_idle", None) is not BaseProcessor.on_idle
+        c = self.cfg
+        self.transport = Transport(c.label, c.beats_per_bar, int(c.clock_lost_ms * 1e6),
+                                   int(c.clock_offset_ms * 1e6)) if c.clock else None
 
     @property
     def label(self) -> str:
@@ -89,15 +97,58 @@ def _passthrough_kind(msg: tuple[int, ...]) -> str | None:
     return None
 
 
+class HostRef:
+    """The processors' ``Context.host`` before the core exists: forwards to it once attached."""
+
+    def __init__(self) -> None:
+        self.target: EngineCore | None = None
+
+    def submit(self, label, job, on_piece):
+        return self._core().submit(label, job, on_piece)
+
+    def retract(self, label, from_ns, voice, end_sounding, now_ns):
+        return self._core().retract(label, from_ns, voice, end_sounding, now_ns)
+
+    def transport(self, label):
+        return self._core().transport(label) if self.target is not None else None
+
+    def _core(self) -> EngineCore:
+        if self.target is None:
+            raise RuntimeError("the engine is not running yet")
+        return self.target
+
+
+def _as_outs(piece) -> Iterable[Out]:
+    """A job's piece without an ``on_piece``: an Out, or a list of them."""
+    if isinstance(piece, Out):
+        return (piece,)
+    return piece or ()
+
+
 class EngineCore:
-    """Routes events to processors and turns their outputs into sends, one thread at a time."""
+    """Routes events to processors and turns their outputs into sends, one thread at a time.
+
+    It is also the processors' host (``Context.host``): their background jobs (``workers``: one
+    thread per processor live, stepped offline), retraction, and the transport of clocked ones."""
 
     def __init__(self, cfg: Config, slots: list[Slot], counters: Counters | None = None,
-                 record: Recorder | None = None) -> None:
+                 record: Recorder | None = None, workers=None, host: HostRef | None = None) -> None:
         self.cfg = cfg
         self.slots = slots
         self.counters = counters or Counters()
         self.scheduler = Scheduler(self.counters)
+        self.workers = workers if workers is not None else SteppedWorkers(self.counters)
+        self._by_label = {s.label: s for s in slots}
+        labels = set(self._by_label)
+        for s in slots:
+            s.chain_from = [x for x in chain_inputs(s.cfg, labels) if x != s.label]
+        self._chained = any(s.chain_from for s in slots)
+        self._chain_pending: list[tuple[str, tuple[int, ...]]] = []
+        self._chaining = False
+        if self._chained:
+            self.scheduler.tap = self._tap
+        if host is not None:
+            host.target = self
         self.record = record
         self.send_ahead_ns = max(0, int(cfg.midi.send_ahead_ms * 1e6))
         self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
@@ -153,34 +204,39 @@ class EngineCore:
             self.switch(msg[2], now_ns)
             return
         for slot in self.slots:
-            if not slot.active or not slot.takes(ev.source):
-                continue
-            channel = ev.channel
-            if channel is None:  # system messages: clock and transport only for clocked slots
-                if slot.cfg.clock:
-                    self._call(slot, slot.proc.on_event, ev, now_ns)
-                continue
-            if slot.cfg.channel and channel != slot.cfg.channel - 1:
-                continue
-            if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.note_buttons:
-                bev = ButtonEvent(ev.time_ns, ev.source, slot.note_buttons[msg[1]],
-                                  ev.is_note_on, msg[2] if ev.is_note_on else None)
-                self._call(slot, slot.proc.on_event, bev, now_ns)
-                continue
-            if status == CONTROL_CHANGE and msg[1] in slot.cc_buttons:
-                # down from 64, up below; only the crossing counts (a knob presses once)
-                button = slot.cc_buttons[msg[1]]
-                pressed = msg[2] >= midi_buttons.CC_PRESS
-                if pressed != ((ev.source, button) in slot.held_buttons):
-                    self._call(slot, slot.proc.on_event,
-                               ButtonEvent(ev.time_ns, ev.source, button, pressed), now_ns)
-                continue
-            kind = _passthrough_kind(msg)
-            if kind is not None and kind in slot.cfg.passthrough:
-                out = _rechannel(msg, slot.cfg.out_channel - 1)
-                self.scheduler.push(now_ns, slot.cfg.output, out, (slot.label, "passthrough"))
-                continue
-            self._call(slot, slot.proc.on_event, ev, now_ns)
+            if slot.active and slot.takes(ev.source):
+                self._to_slot(slot, ev, now_ns)
+
+    def _to_slot(self, slot: Slot, ev: MidiEvent, now_ns: int) -> None:
+        """One MIDI event for one processor: as transport, a button, passed through, or as is."""
+        msg, status = ev.message, ev.status
+        channel = ev.channel
+        if channel is None:  # system messages: clock and transport, for clocked slots only
+            if slot.transport is not None:
+                for tev in slot.transport.feed(msg, ev.time_ns):
+                    self._call(slot, slot.proc.on_event, tev, now_ns)
+            return
+        if slot.cfg.channel and channel != slot.cfg.channel - 1:
+            return
+        if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.note_buttons:
+            bev = ButtonEvent(ev.time_ns, ev.source, slot.note_buttons[msg[1]],
+                              ev.is_note_on, msg[2] if ev.is_note_on else None)
+            self._call(slot, slot.proc.on_event, bev, now_ns)
+            return
+        if status == CONTROL_CHANGE and msg[1] in slot.cc_buttons:
+            # down from 64, up below; only the crossing counts (a knob presses once)
+            button = slot.cc_buttons[msg[1]]
+            pressed = msg[2] >= midi_buttons.CC_PRESS
+            if pressed != ((ev.source, button) in slot.held_buttons):
+                self._call(slot, slot.proc.on_event,
+                           ButtonEvent(ev.time_ns, ev.source, button, pressed), now_ns)
+            return
+        kind = _passthrough_kind(msg)
+        if kind is not None and kind in slot.cfg.passthrough:
+            out = _rechannel(msg, slot.cfg.out_channel - 1)
+            self.scheduler.push(now_ns, slot.cfg.output, out, (slot.label, "passthrough"))
+            return
+        self._call(slot, slot.proc.on_event, ev, now_ns)
 
     def _feed_button(self, ev: ButtonEvent, now_ns: int) -> None:
         if self.record:
@@ -242,8 +298,81 @@ class EngineCore:
             log.error("processor %s raised %s: %s; its notes are released", slot.label,
                       type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             self._emit(self.scheduler.release(slot.label), now_ns)
+            self._tell(slot, Ending.ERROR)
             return
         self.schedule(slot, outs, now_ns)
+
+    def _tell(self, slot: Slot, reason: str) -> None:
+        """The engine ended a processor's notes and dropped its queue: cancel its jobs, tell it why."""
+        for handle in slot.jobs:
+            handle.cancel()
+        slot.jobs.clear()
+        tell = getattr(slot.proc, "on_release", None)
+        if tell is None:
+            return
+        try:
+            tell(reason)
+        except Exception as exc:  # noqa: BLE001 - telling must not take the engine down
+            self.counters.add(f"processor_errors.{slot.label}")
+            log.error("processor %s raised %s in on_release(%s): %s", slot.label,
+                      type(exc).__name__, reason, exc)
+
+    # ---- the processors' host (Context.host) -----------------------------------------------------
+
+    def submit(self, label: str, job, on_piece=None) -> Handle:
+        """Run ``job`` off the engine thread for processor ``label`` (daemon.workers)."""
+        slot = self._by_label[label]
+        slot.jobs = [h for h in slot.jobs if not h.done()]
+        handle = self.workers.submit(label, job, on_piece)
+        slot.jobs.append(handle)
+        return handle
+
+    def retract(self, label: str, from_ns: int | None = None, voice: str | None = None,
+                end_sounding: bool = False, now_ns: int | None = None) -> int:
+        """Take back ``label``'s queued outputs (``Scheduler.retract``)."""
+        dropped, sent = self.scheduler.retract(label, from_ns, voice, end_sounding)
+        if sent:
+            self._emit(sent, now_ns if now_ns is not None else 0)
+        if dropped:
+            self.counters.add(f"retracted.{label}", dropped)
+        return dropped
+
+    def transport(self, label: str) -> Transport | None:
+        slot = self._by_label.get(label)
+        return slot.transport if slot is not None else None
+
+    def _apply_work(self, now_ns: int) -> None:
+        """Pieces of background jobs, on the engine thread: through ``on_piece``, then scheduled."""
+        for handle, piece in self.workers.collect(now_ns):
+            if handle.cancelled:
+                continue
+            slot = self._by_label.get(handle.owner)
+            if slot is None or not slot.active:
+                handle.cancel()
+                continue
+            self._call(slot, handle.on_piece or _as_outs, piece, now_ns)
+
+    # ---- chains: one processor's output as another's input -------------------------------------
+
+    def _tap(self, processor: str, port: str, msg: tuple[int, ...]) -> None:
+        self._chain_pending.append((processor, msg))
+
+    def _run_chains(self, now_ns: int) -> None:
+        """Feed what chained processors sent to the processors that listen to them."""
+        if self._chaining:
+            return
+        self._chaining = True
+        try:
+            while self._chain_pending:
+                pending, self._chain_pending = self._chain_pending, []
+                for label, msg in pending:
+                    ev = MidiEvent(now_ns, label, msg)
+                    for slot in self.slots:
+                        if slot.active and label in slot.chain_from:
+                            self._to_slot(slot, ev, now_ns)
+                self._emit(self.scheduler.pop_due(now_ns + self.send_ahead_ns), now_ns)
+        finally:
+            self._chaining = False
 
     def schedule(self, slot: Slot, outs: Iterable[Out], now_ns: int) -> None:
         """Queue a processor's outputs on its port and channel."""
@@ -266,6 +395,7 @@ class EngineCore:
             if slot.active:
                 slot.active = False
                 self._end_slot(slot, now_ns)
+                self._tell(slot, Ending.SWITCH)
         self.slots[index].active = True
         log.info("switched to processor %s", self.slots[index].label)
 
@@ -279,6 +409,8 @@ class EngineCore:
     def release_all(self, now_ns: int) -> None:
         """CC 120/123 from the DAW: end every note Genie sounds and drop what is queued."""
         self._emit(self.scheduler.all_notes_off(), now_ns)
+        for slot in self.slots:
+            self._tell(slot, Ending.ALL_NOTES_OFF)
 
     def panic(self, now_ns: int) -> None:
         """Note-offs for everything sounding, sustain off, all-notes-off; queues emptied."""
@@ -287,6 +419,8 @@ class EngineCore:
         self._held_buttons.clear()
         self.counters.add("panics")
         self._emit(self.scheduler.panic(), now_ns)
+        for slot in self.slots:
+            self._tell(slot, Ending.PANIC)
         log.warning("panic: all notes off")
 
     # ---- time --------------------------------------------------------------------------------
@@ -302,6 +436,11 @@ class EngineCore:
         while self._later and self._later[0][0] <= now_ns:
             _, _, ev = heapq.heappop(self._later)
             self.feed(ev, now_ns)
+        self._apply_work(now_ns)
+        for slot in self.slots:
+            if slot.transport is not None and slot.active:
+                for tev in slot.transport.check(now_ns):
+                    self._call(slot, slot.proc.on_event, tev, now_ns)
         if now_ns >= self._next_idle_ns:
             self._next_idle_ns = now_ns + self.idle_interval_ns
             for slot in self.slots:
@@ -320,6 +459,12 @@ class EngineCore:
             candidates.append(due - self.send_ahead_ns)
         if self._later:
             candidates.append(self._later[0][0])
+        for slot in self.slots:
+            lost = slot.transport.lost_deadline_ns() if slot.transport is not None else None
+            if lost is not None and slot.active:
+                candidates.append(lost)
+        if self.workers.busy():  # offline: a job makes its next piece at the next tick
+            candidates.append(self._next_idle_ns)
         return min(candidates, default=NEVER_NS)
 
     def _emit(self, sent: list[Sent], now_ns: int) -> None:
@@ -331,9 +476,14 @@ class EngineCore:
             recent.append((now_ns, msg))
             if self.record:
                 self.record("out", now_ns, port, msg)
+        if self._chain_pending:
+            self._run_chains(now_ns)
 
     def stop(self, now_ns: int) -> list[Sent]:
         """End of the session: panic sequence, processors stopped. Returns the final sends."""
+        for slot in self.slots:
+            self._tell(slot, Ending.STOP)
+        self.workers.stop()
         for slot in self.slots:
             try:
                 slot.proc.stop()

@@ -5,8 +5,9 @@ Threads (all named):
   the processors through ``EngineCore`` and sends on the output ports. It sleeps on an Event until
   the next poll, the next due output or new posted input, whichever comes first.
 - ``genie-housekeeping`` notices input ports that disappear and logs what was dropped.
-- ``genie-worker`` runs slow processor work at low priority; ``genie-keyboard`` and
-  ``genie-recorder`` belong to their modules.
+- ``genie-worker-<label>``: one per processor that runs background jobs, at low priority
+  (``daemon.workers``); their pieces wake the engine thread, which applies them.
+  ``genie-keyboard`` and ``genie-recorder`` belong to their modules.
 
 Polling. Under JACK, MIDI reaches rtmidi's queue only during a cycle, mostly early in it, and
 what Genie sends goes out at the start of the next cycle. When the server runs real-time
@@ -30,12 +31,11 @@ import time
 from collections.abc import Iterable
 
 from daemon.config import Config
-from daemon.core import EngineCore, Recorder, Slot
-from daemon.events import Counters, Event, MidiEvent, Out, now_ns
+from daemon.core import EngineCore, HostRef, Recorder, Slot
+from daemon.events import Counters, Event, MidiEvent, now_ns
 from daemon.inputqueue import InputQueue
 from daemon.io.midi import MidiInput, MidiOutput, burst_times, open_probe
-from daemon.processor import Context
-from daemon.workers import Handle, StressWorker, WorkerThread, realtime_priority
+from daemon.workers import StressWorker, ThreadedWorkers, realtime_priority
 
 log = logging.getLogger("genie.engine")
 
@@ -49,20 +49,19 @@ class Engine:
 
     def __init__(self, cfg: Config, slots: list[Slot], inputs: list[MidiInput],
                  outputs: dict[str, MidiOutput], record: Recorder | None = None,
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None, host: HostRef | None = None) -> None:
         self.cfg = cfg
         self.counters = counters or Counters()
-        self.core = EngineCore(cfg, slots, self.counters, record)
+        self._wake = threading.Event()
+        self.workers = ThreadedWorkers(self._wake.set, self.counters)
+        self.core = EngineCore(cfg, slots, self.counters, record, workers=self.workers, host=host)
         self.inputs = inputs
         self.outputs = outputs
         self.queue = InputQueue(cfg.midi.queue_limit, self.counters)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._panic = False
         self._lost: list[str] = []
-        self._delivered: list[tuple[str, list[Out]]] = []
-        self.worker = WorkerThread(self._deliver)
         self.stress = StressWorker() if cfg.engine.stress_worker else None
         self._thread = threading.Thread(target=self._run, name="genie-engine")
         self._house = threading.Thread(target=self._housekeeping, name="genie-housekeeping",
@@ -87,14 +86,6 @@ class Engine:
             self._lost.append(source)
         self._wake.set()
 
-    def submit(self, job, owner: str) -> Handle:
-        return self.worker.submit(job, owner)
-
-    def _deliver(self, owner: str, outs: list[Out]) -> None:
-        with self._lock:
-            self._delivered.append((owner, outs))
-        self._wake.set()
-
     def request_panic(self) -> None:
         self._panic = True
         self._wake.set()
@@ -103,10 +94,6 @@ class Engine:
         self._stopping.set()
         self._wake.set()
 
-    def context_for(self, slot_label: str, options: dict, seed: int) -> Context:
-        return Context(name=slot_label, options=options, seed=seed, now_ns=now_ns,
-                       submit=lambda job: self.submit(job, slot_label))
-
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -114,7 +101,6 @@ class Engine:
             from daemon.io.jack import CycleClock
 
             self.clock = CycleClock.open(f"{self.cfg.midi.client_name} clock")
-        self.worker.start()
         if self.stress:
             self.stress.start()
         self._thread.start()
@@ -144,15 +130,10 @@ class Engine:
                                 self.queue.push(MidiEvent(t, port.name, msg))
                 with self._lock:
                     events = self.queue.pop_batch(BATCH)
-                    delivered, self._delivered = self._delivered, []
                     lost, self._lost = self._lost, []
                 now = max(now_ns(), self._last_stamp_ns)
                 for ev in events:
                     core.feed(ev, now)
-                for owner, outs in delivered:
-                    slot = next((s for s in core.slots if s.label == owner), None)
-                    if slot is not None and slot.active:
-                        core.schedule(slot, outs, now)
                 for source in lost:
                     core.source_lost(source, now)
                 if self._panic:
@@ -239,7 +220,7 @@ class Engine:
         time.sleep(self.drain_s)
         if self.stress:
             self.stress.stop()
-        self.worker.stop()
+        self.workers.stop()
         for port in self.inputs:
             port.close()
         for out in self.outputs.values():

@@ -70,7 +70,6 @@ class ButtonEvent:
     velocity: int | None = None  # from a MIDI key, when there is one
 
 
-Event = MidiEvent | ButtonEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +127,41 @@ def message_length(status: int) -> int:
     if status < 0xF0:
         return 2 if status & 0xF0 in (PROGRAM_CHANGE, CHANNEL_AFTERTOUCH) else 3
     return {0xF1: 2, 0xF2: 3, 0xF3: 2}.get(status, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportEvent:
+    """What a clocked processor hears instead of clock bytes (``daemon.transport``).
+
+    ``kind``: "start", "continue", "stop", "position" (Song Position Pointer), "tick" (one MIDI
+    clock while playing; ``tick`` is its position) or "lost" (the clock went silent). ``tick``
+    counts MIDI clocks (24 per quarter note) from the song's start; for start/continue/position
+    it is the position the next clock plays."""
+
+    time_ns: int
+    source: str
+    kind: str
+    tick: int
+    running: bool
+    tempo_bpm: float | None
+    beats_per_bar: int = 4
+
+    @property
+    def beat(self) -> int:
+        """Quarter notes from the song's start."""
+        return self.tick // 24
+
+    @property
+    def bar(self) -> int:
+        return self.beat // self.beats_per_bar
+
+    @property
+    def beat_in_bar(self) -> int:
+        return self.beat % self.beats_per_bar
+
+    @property
+    def on_beat(self) -> bool:
+        return self.tick % 24 == 0
+
+
+Event = MidiEvent | ButtonEvent | TransportEvent

@@ -2,21 +2,21 @@
 
 When events arrive faster than the engine handles them, the queue stays bounded: note-ons and
 repeated control changes are dropped first; note-offs, button releases and transport messages
-(Start, Stop, Continue, Song Position) are never dropped. Every drop is counted.
+and clock (MIDI clock, Start, Stop, Continue, Song Position) are never dropped. Every drop is counted.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from daemon.events import CONTROL_CHANGE, TRANSPORT, ButtonEvent, Counters, Event, MidiEvent
+from daemon.events import CLOCK, CONTROL_CHANGE, TRANSPORT, ButtonEvent, Counters, Event, MidiEvent
 
 
 def protected(ev: Event) -> bool:
-    """Events that must never be dropped: releases and transport."""
+    """Events that must never be dropped: releases, clock and transport."""
     if isinstance(ev, ButtonEvent):
         return not ev.pressed
-    return ev.is_note_off or (bool(ev.message) and ev.message[0] in TRANSPORT)
+    return ev.is_note_off or (bool(ev.message) and (ev.message[0] in TRANSPORT or ev.message[0] == CLOCK))
 
 
 def _cc_key(ev: Event) -> tuple[str, int, int] | None:

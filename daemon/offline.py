@@ -2,9 +2,10 @@
 
 The same ``EngineCore`` as live, driven by a clock that jumps from one thing to do to the next
 (an input event, an idle call every ``engine.idle_interval_ms``, a due output). Processors see
-that clock through ``Context.now_ns``, slow work runs inline (``InlineWorker``) the moment it is
-submitted, and nothing reads the wall clock, so the same file, config and seed give the same
-output, byte for byte. Output goes through the recorder's MIDI writer: the input track, then one
+that clock through ``Context.now_ns``, background jobs make one piece per tick
+(``SteppedWorkers``), and nothing reads the wall clock, so the same file, config and seed give the
+same output, byte for byte. Clocked processors hear a transport made from the file's tempo map
+(or ``--bpm``) on the same clock. Output goes through the recorder's MIDI writer: the input track, then one
 track per output port.
 
 Buttons (``as_buttons``): without it, file notes go in as MIDI and each processor turns the notes
@@ -22,18 +23,19 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Callable
 from typing import Any
 
 import mido
 from mido.midifiles.meta import KeySignatureError
 
 from daemon.config import Config, ProcessorConfig
-from daemon.core import EngineCore
-from daemon.events import ButtonEvent, Counters, Event, MidiEvent, Out, is_note_off, is_note_on
+from daemon.core import EngineCore, HostRef
+from daemon.events import (CLOCK, START, STOP, ButtonEvent, Counters, Event, MidiEvent, is_note_off,
+                           is_note_on)
 from daemon.io.recorder import RecordedEvent, write_midi
 from daemon.session import build_slots
-from daemon.workers import InlineWorker
+from daemon.transport import TICKS_PER_BEAT
+from daemon.workers import SteppedWorkers
 
 log = logging.getLogger("genie.offline")
 
@@ -119,10 +121,43 @@ def offline_config(cfg: Config, processor: str | None, as_buttons: bool,
     return cfg
 
 
+def tempo_map(path: str | os.PathLike) -> list[tuple[float, int]]:
+    """(seconds, microseconds per quarter) at each tempo change of a MIDI file; 120 BPM before
+    the first."""
+    mid = mido.MidiFile(path)
+    changes, seconds = [(0.0, 500_000)], 0.0
+    for msg in mid:
+        seconds += msg.time
+        if msg.is_meta and msg.type == "set_tempo":
+            if changes[-1][0] == seconds:
+                changes[-1] = (seconds, msg.tempo)
+            else:
+                changes.append((seconds, msg.tempo))
+    return changes
+
+
+def clock_events(path: str | os.PathLike, end_ns: int, bpm: float | None = None) -> list[MidiEvent]:
+    """A DAW's transport for a file: Start at 0, MIDI clock (24 per quarter) from the file's
+    tempo map (or a fixed ``bpm``) until ``end_ns``, then Stop."""
+    changes = [(0.0, round(60e6 / bpm))] if bpm else tempo_map(path)
+    out = [MidiEvent(0, "clock", (START,))]
+    t, i = 0.0, 0
+    while round(t * 1e9) < end_ns:
+        out.append(MidiEvent(round(t * 1e9), "clock", (CLOCK,)))
+        while i + 1 < len(changes) and changes[i + 1][0] <= t + 1e-9:
+            i += 1
+        t += changes[i][1] / 1e6 / TICKS_PER_BEAT
+    out.append(MidiEvent(end_ns, "clock", (STOP,)))
+    return out
+
+
 def play_file(cfg: Config, in_path: str | os.PathLike, out_path: str | os.PathLike,
               processor: str | None = None, as_buttons: bool = False,
-              seed: int | None = None) -> dict[str, Any]:
+              seed: int | None = None, bpm: float | None = None) -> dict[str, Any]:
     """Play ``in_path`` through the processors on a simulated clock; write ``out_path``.
+
+    Processors with ``clock = true`` hear the file's own clock and transport messages or, when
+    it has none, a transport made from its tempo map (``bpm``: a fixed tempo instead).
 
     Returns statistics: input events, output messages and notes, seconds simulated, tracks
     written, and the engine's counters. Raises ValueError (one line) for an unreadable input
@@ -133,35 +168,21 @@ def play_file(cfg: Config, in_path: str | os.PathLike, out_path: str | os.PathLi
     events: list[Event] = (to_buttons(file_events, cfg.processors[0].buttons) if as_buttons
                            else list(file_events))
 
+    if any(p.clock for p in cfg.processors) and not any(ev.message[0] == CLOCK for ev in file_events):
+        events += clock_events(in_path, events[-1].time_ns + TAIL_NS if events else TAIL_NS, bpm)
+
     clock = [0]
 
     def now() -> int:
         return clock[0]
 
-    core: EngineCore | None = None
-    early: list[tuple[str, list[Out]]] = []  # work delivered while processors start
-
-    def deliver(owner: str, outs: list[Out]) -> None:
-        # As the live engine does with worker results: schedule them for the owner, if active.
-        if core is None:
-            early.append((owner, outs))
-            return
-        slot = next((s for s in core.slots if s.label == owner), None)
-        if slot is not None and slot.active:
-            core.schedule(slot, outs, clock[0])
-
-    worker = InlineWorker(deliver)
-
-    def submit_for(label: str) -> Callable:
-        return lambda job: worker.submit(job, label)
-
-    slots = build_slots(cfg, submit_for=submit_for, now_ns=now)
+    host = HostRef()
+    slots = build_slots(cfg, host=host, now_ns=now)
     recorded: list[RecordedEvent] = []
     counters = Counters()
-    core = EngineCore(cfg, slots, counters,
-                      record=lambda d, t, port, msg: recorded.append((d, t, port, tuple(msg))))
-    for owner, outs in early:
-        deliver(owner, outs)
+    EngineCore(cfg, slots, counters, workers=SteppedWorkers(counters), host=host,
+               record=lambda d, t, port, msg: recorded.append((d, t, port, tuple(msg))))
+    core = host.target
 
     sent = _drive(core, events, clock)
     stats = write_midi(out_path, recorded, start_ns=0)
@@ -192,7 +213,7 @@ def _drive(core: EngineCore, events: list[Event], clock: list[int]) -> list[tupl
             core.feed(events[i], now)
             i += 1
         sent.extend(core.tick(now))
-        if i >= n and now >= end_ns and not len(core.scheduler):
+        if i >= n and now >= end_ns and not len(core.scheduler) and not core.workers.busy():
             break
         if now >= hard_end_ns:
             log.warning("processors still playing %.0f s after the last input; stopping",

@@ -24,20 +24,69 @@ class ProcessorError(Exception):
     """A processor cannot be found, configured or started; the message is one line for the user."""
 
 
+class Host(Protocol):
+    """What the engine (live or offline) does for a processor; reached through its Context."""
+
+    def submit(self, label: str, job: Callable, on_piece: Callable | None) -> "WorkHandle": ...
+    def retract(self, label: str, from_ns: int | None, voice: str | None, end_sounding: bool,
+                now_ns: int | None) -> int: ...
+    def transport(self, label: str) -> Any: ...
+
+
+class Ending:
+    """Why the engine ended a processor's notes and dropped its queue (``on_release``)."""
+
+    PANIC = "panic"  # the panic button, CC, `genie panic` or SIGUSR1
+    SWITCH = "switch"  # another processor was switched in (Program Change, switch CC)
+    ERROR = "error"  # the processor raised
+    ALL_NOTES_OFF = "all-notes-off"  # CC 120/123 from the DAW
+    STOP = "stop"  # the daemon stops
+
+
 @dataclass
 class Context:
-    """What the engine lends a processor at start-up."""
+    """What the engine lends a processor at start-up.
+
+    - ``submit(job, on_piece=None)``: run ``job(token)`` off the engine thread. It yields pieces;
+      each reaches ``on_piece(piece)`` on the engine thread, whose outputs are scheduled at once
+      (without ``on_piece`` a piece is an ``Out`` or a list of them). ``handle.cancel()`` stops it
+      at its next piece, and nothing it made is applied afterwards (``daemon.workers``).
+    - ``retract(from_ns=None, voice=None, end_sounding=False)``: take back this processor's queued
+      outputs that have not been sent (all, those due from ``from_ns`` on, or one voice's: the
+      voice of an ``Out`` is its tag); ``end_sounding`` also ends its sounding notes now. The
+      ledger still ends every note that sounds.
+    - ``transport``: the DAW's transport (``daemon.transport.Transport``) for ``clock = true``.
+    Offline (``genie play``) the same calls run in step with the simulated clock.
+    """
 
     name: str
     options: dict[str, Any]
     seed: int = 0
     now_ns: Callable[[], int] = field(default=lambda: 0)
-    submit: Callable[[Callable[[], Iterable[Out]]], "WorkHandle"] | None = None
-    """Run slow work off the engine thread; its outputs are scheduled when it finishes.
-    Offline, work runs in step with the simulated clock, so results are deterministic."""
+    host: Host | None = None
 
     def rng(self) -> random.Random:
         return random.Random(self.seed)
+
+    @property
+    def can_submit(self) -> bool:
+        return self.host is not None
+
+    def submit(self, job: Callable, on_piece: Callable | None = None) -> "WorkHandle":
+        if self.host is None:
+            raise ProcessorError(f"processor {self.name!r}: no worker outside an engine")
+        return self.host.submit(self.name, job, on_piece)
+
+    def retract(self, from_ns: int | None = None, voice: str | None = None,
+                end_sounding: bool = False) -> int:
+        """Drop queued outputs; returns how many were dropped."""
+        if self.host is None:
+            return 0
+        return self.host.retract(self.name, from_ns, voice, end_sounding, self.now_ns())
+
+    @property
+    def transport(self) -> Any:
+        return self.host.transport(self.name) if self.host is not None else None
 
 
 class WorkHandle(Protocol):
@@ -47,7 +96,9 @@ class WorkHandle(Protocol):
 
 @runtime_checkable
 class Processor(Protocol):
-    """What the engine calls. ``on_idle`` runs at least every few milliseconds."""
+    """What the engine calls, all from its one thread. ``on_idle`` runs at least every few
+    milliseconds; ``on_release(reason)`` after the engine ended the processor's notes and dropped
+    its queue (an ``Ending``): its running jobs are cancelled too."""
 
     name: ClassVar[str]
 
@@ -92,6 +143,9 @@ class BaseProcessor:
 
     def on_idle(self, now_ns: int) -> Iterable[Out]:
         return ()
+
+    def on_release(self, reason: str) -> None:
+        pass
 
     def stop(self) -> None:
         pass

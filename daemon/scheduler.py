@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from daemon.events import (
@@ -27,6 +28,8 @@ Key = tuple[str, int, int]
 """(port, channel, pitch): one key on one synth."""
 Sent = tuple[str, tuple[int, ...]]
 """(port, message): what the engine hands to a port."""
+Tap = Callable[[str, str, tuple[int, ...]], None]
+"""tap(processor, port, message): sees every message sent, with the processor it is sent for."""
 
 
 def _note_off(channel: int, pitch: int) -> tuple[int, int, int]:
@@ -105,6 +108,13 @@ class Scheduler:
         self._heap: list[_Item] = []
         self._seq = itertools.count()
         self._channels_used: set[tuple[str, int]] = set()
+        self.tap: Tap | None = None  # chains: who sent what (daemon.core)
+
+    def _tapped(self, processor: str, sent: list[Sent]) -> list[Sent]:
+        if self.tap is not None:
+            for port, msg in sent:
+                self.tap(processor, port, msg)
+        return sent
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -133,12 +143,12 @@ class Scheduler:
                 del orphans[(key, item.owner)]
                 sent += self.ledger.note_off(item.port, (NOTE_OFF | key[1], key[2], 0), item.owner)
                 self.counters.add("zero_length_notes")
-            out.extend(sent)
+            out.extend(self._tapped(item.owner[0], sent))
         return out
 
     def send_now(self, port: str, message: tuple[int, ...], owner: Owner) -> list[Sent]:
         """Pass one message through the ledger immediately (no queueing)."""
-        return self._through_ledger(port, message, owner)
+        return self._tapped(owner[0], self._through_ledger(port, message, owner))
 
     def _through_ledger(self, port: str, msg: tuple[int, ...], owner: Owner) -> list[Sent]:
         if msg[0] < 0xF0:
@@ -162,15 +172,51 @@ class Scheduler:
             heapq.heapify(self._heap)
         return dropped
 
+    def retract(self, processor: str, from_ns: int | None = None, voice: str | None = None,
+                end_sounding: bool = False) -> tuple[int, list[Sent]]:
+        """Take back queued outputs of a processor (a voice, those due from ``from_ns`` on).
+
+        A queued note-off stays while its note sounds now or a queued note-on of the same owner
+        comes before it, so no note is left sounding; the others go with their note-ons.
+        ``end_sounding`` ends the matching sounding notes now. Returns (dropped, note-offs to send).
+        """
+        def mine(i: _Item) -> bool:
+            return (i.owner[0] == processor and (voice is None or i.owner[1] == voice)
+                    and (from_ns is None or i.due_ns >= from_ns))
+
+        sent = self.ledger.release(processor, voice) if end_sounding else []
+        keep = [i for i in self._heap if not (mine(i) and not is_note_off(i.message))]
+        ons: dict[tuple[Key, Owner], list[_Item]] = {}
+        for i in keep:
+            if is_note_on(i.message):
+                ons.setdefault(((i.port, i.message[0] & 0x0F, i.message[1]), i.owner), []).append(i)
+        result = []
+        for i in keep:
+            if mine(i) and is_note_off(i.message):
+                key = (i.port, i.message[0] & 0x0F, i.message[1])
+                sounding = i.owner in self.ledger.held.get(key, ())
+                pending = any(j < i for j in ons.get((key, i.owner), ()))
+                if not sounding and not pending:
+                    continue
+            result.append(i)
+        dropped = len(self._heap) - len(result)
+        if dropped:
+            self._heap = result
+            heapq.heapify(self._heap)
+        return dropped, self._tapped(processor, sent)
+
     def release(self, processor: str, voice: str | None = None) -> list[Sent]:
         """An owner goes away (button release, exception, switch): cancel its queue, end its notes."""
         self.cancel(processor, voice)
-        return self.ledger.release(processor, voice)
+        return self._tapped(processor, self.ledger.release(processor, voice))
 
     def all_notes_off(self) -> list[Sent]:
         """Drop the whole queue and end every sounding note with explicit note-offs."""
         self._heap.clear()
-        return self.ledger.release()
+        out: list[Sent] = []
+        for processor in sorted({o[0] for holders in self.ledger.held.values() for o in holders}):
+            out += self._tapped(processor, self.ledger.release(processor))
+        return out
 
     def panic(self) -> list[Sent]:
         """Explicit note-offs, then sustain off, then all-notes-off on every channel used."""

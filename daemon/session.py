@@ -9,25 +9,25 @@ import logging
 from collections.abc import Callable
 
 from daemon.config import Config
-from daemon.core import Slot
+from daemon.core import HostRef, Slot
 from daemon.events import now_ns as clock_now
 from daemon.processor import Context, ProcessorError, load, model_cards, package_file
 
 log = logging.getLogger("genie.session")
 
-SubmitFactory = Callable[[str], Callable]
-"""label -> submit(job) for that processor's context."""
 
-
-def build_slots(cfg: Config, submit_for: SubmitFactory | None = None,
+def build_slots(cfg: Config, host: HostRef | None = None,
                 now_ns: Callable[[], int] = clock_now) -> list[Slot]:
-    """Instantiate and start every ``[[processor]]``; a failure is a one-line ProcessorError."""
+    """Instantiate and start every ``[[processor]]``; a failure is a one-line ProcessorError.
+
+    ``host`` is what their contexts reach for jobs, retraction and the transport: the
+    ``EngineCore`` built from these slots attaches itself to it."""
     slots = []
     for i, pcfg in enumerate(cfg.processors):
         cls = load(pcfg.name)
         proc = cls()
         ctx = Context(name=pcfg.label, options=dict(pcfg.options), seed=cfg.engine.seed + i,
-                      now_ns=now_ns, submit=submit_for(pcfg.label) if submit_for else None)
+                      now_ns=now_ns, host=host)
         try:
             proc.start(ctx)
         except ProcessorError as exc:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -245,20 +245,25 @@ class PianoGenieProcessor(BaseProcessor):
             self._ready = {r.bucket: r for r in self._rows(*wanted)}
 
     def refresh_in_worker(self, now_ns: int) -> None:
-        """``refresh`` on the worker thread (``Context.submit``), so no press waits for it; the
-        rows are offered with the state's generation and ignored if a press came first."""
+        """``refresh`` on the processor's worker (``Context.submit``), so no press waits for it.
+        The job reads a copy of the state; its rows come back on the engine thread
+        (``_take_rows``) with the state's generation and are dropped if a press came first."""
         wanted = self._wanted(now_ns)
         if wanted is None or self._inflight == (self._state_gen, wanted):
             return
         gen, h, c, prev = self._state_gen, self.h, self.c, self.prev_key
         self._inflight = (gen, wanted)
 
-        def job() -> list[Out]:
-            rows = {r.bucket: r for r in self._rows_from(h, c, prev, wanted)}
-            self._ready_pack = (gen, rows)  # one assignment: the engine thread sees all or none
-            return []
+        def job(token) -> Iterator[tuple[int, dict[int, ReadyRows]]]:
+            yield gen, {r.bucket: r for r in self._rows_from(h, c, prev, wanted)}
 
-        self.ctx.submit(job)
+        self.ctx.submit(job, self._take_rows)
+
+    def _take_rows(self, piece: tuple[int, dict[int, ReadyRows]]) -> list[Out]:
+        gen, rows = piece
+        if gen == self._state_gen:
+            self._ready_pack = (gen, rows)
+        return []
 
     def _draw(self, probs: np.ndarray, best: int) -> int:
         """A key from one row, avoiding keys sounding now (the same key twice would have its two
@@ -364,7 +369,7 @@ class PianoGenieProcessor(BaseProcessor):
         return [Out(ev.time_ns, (NOTE_ON, pitch, ev.velocity or opts["velocity"]), voice=voice)]
 
     def on_idle(self, now_ns: int) -> Iterable[Out]:
-        if self.ctx.submit is None:
+        if not self.ctx.can_submit:
             self.refresh(now_ns)
         else:
             self.refresh_in_worker(now_ns)

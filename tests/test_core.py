@@ -157,8 +157,9 @@ def test_clock_goes_only_to_processors_that_want_it():
     a, b = Recording(), Recording()
     core = make({"processor": [{"name": "thru", "label": "a", "clock": True},
                                {"name": "thru", "label": "b"}]}, {"a": a, "b": b})
-    run(core, [midi(0, (0xF8,)), midi(1, (0xFA,))])
-    assert [e.message for e in a.events] == [(0xF8,), (0xFA,)]
+    run(core, [midi(0, (0xF8,)), midi(1, (0xFA,)), midi(2, (0xF8,))])
+    # transport, not bytes; the clock then stops and is lost
+    assert [(e.kind, e.tick) for e in a.events] == [("start", 0), ("tick", 0), ("lost", 1)]
     assert b.events == []
 
 

@@ -335,13 +335,30 @@ def test_buttons_command_prints_one_button_per_onset(tiny, tmp_path):
 # ---- rows made on the worker thread -----------------------------------------------------------
 
 
+class DeferredHost:
+    """A host whose jobs wait in a list until the test runs them (a late worker); running one
+    hands its pieces to the processor's ``on_piece``, as the engine thread does."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, label, job, on_piece):
+        self.jobs.append(lambda: [list(on_piece(piece)) for piece in job(None)])
+
+    def retract(self, *args):
+        return 0
+
+    def transport(self, label):
+        return None
+
+
 def make_deferred(tiny, **options):
     """A processor whose worker jobs wait in a list until the test runs them (a late worker)."""
-    jobs = []
+    host = DeferredHost()
     proc = PianoGenieProcessor()
     proc.start(Context("pianogenie", {"weights": str(tiny[1] / export.DECODER_FILE), **options},
-                       seed=0, submit=jobs.append))
-    return proc, jobs
+                       seed=0, host=host))
+    return proc, host.jobs
 
 
 def test_worker_rows_equal_the_rows_refresh_makes(tiny):

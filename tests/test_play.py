@@ -183,9 +183,9 @@ class EchoLater(BaseProcessor):
         if isinstance(ev, ButtonEvent) and ev.pressed:
             pitch = 30 + ev.button + self.ctx.rng().randrange(10)
 
-            def job():
+            def job(token):
                 due = self.ctx.now_ns() + 100_000_000
-                return [Out(due, (NOTE_ON, pitch, 100)), Out(due + 50_000_000, (NOTE_OFF, pitch, 0))]
+                yield [Out(due, (NOTE_ON, pitch, 100)), Out(due + 50_000_000, (NOTE_OFF, pitch, 0))]
 
             self.ctx.submit(job)
         return ()

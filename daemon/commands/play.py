@@ -15,15 +15,17 @@ import click
 @click.option("--buttons", "as_buttons", is_flag=True,
               help="Play the file's notes as presses of the 8 buttons (by pitch band).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: engine.seed).")
+@click.option("--bpm", type=click.FloatRange(20, 400), default=None,
+              help="Clocked processors: a DAW clock at this tempo (default: the file's tempo map).")
 @click.pass_obj
 def play(state, in_path: str, out_path: str, processor: str | None, as_buttons: bool,
-         seed: int | None) -> None:
+         seed: int | None, bpm: float | None) -> None:
     """Play a MIDI file through the processors on a simulated clock and write what they send."""
     from daemon.offline import play_file
 
     try:
         stats = play_file(state.config, in_path, out_path, processor=processor,
-                          as_buttons=as_buttons, seed=seed)
+                          as_buttons=as_buttons, seed=seed, bpm=bpm)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # writing the output

@@ -262,16 +262,15 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
 
 
 def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = None) -> None:
-    from daemon.core import Slot  # noqa: F401  (engine imports stay below the config checks)
+    from daemon.core import HostRef
     from daemon.engine import Engine
     from daemon.session import build_slots
 
     cfg.midi.send_ahead_ms = _send_ahead_ms(cfg, api)
     _use_learned_midi_buttons(cfg)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    engine_ref: list[Engine] = []
-    slots = build_slots(cfg, submit_for=lambda label: (
-        lambda job: engine_ref[0].submit(job, label)))
+    host = HostRef()
+    slots = build_slots(cfg, host=host)
 
     inputs = []  # each port is closed on every way out, also when a later one fails to open
     rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
@@ -295,8 +294,7 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         recorder.start()
         stack.callback(_close_recorder, recorder)
 
-    engine = Engine(cfg, slots, inputs, outputs, recorder.record if recorder else None)
-    engine_ref.append(engine)
+    engine = Engine(cfg, slots, inputs, outputs, recorder.record if recorder else None, host=host)
 
     pidfile = pidfile_path(cfg.midi.client_name)
     pidfile.parent.mkdir(parents=True, exist_ok=True)

@@ -69,9 +69,11 @@ def parse_buttons(value: Any) -> list[int | str]:
     """A preset name or 8 controls, as the config gives them, to 8 normalized entries.
 
     Raises ValueError with the reason (the config adds file and key)."""
+    if value == "none":
+        return []
     if isinstance(value, str):
         if value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r} (know {', '.join(PRESETS)}; or list 8 "
+            raise ValueError(f"unknown preset {value!r} (know {', '.join(PRESETS)}, none; or list 8 "
                              "notes or \"cc:N\" controls)")
         return list(PRESETS[value])
     if not isinstance(value, list) or len(value) != N_BUTTONS:
