@@ -1,0 +1,218 @@
+"""Drum VAE: GrooVAE with one set of weights for reconstruction, humanize and tap2drum.
+
+References: A. Roberts, J. Engel, C. Raffel, C. Hawthorne, D. Eck, "A Hierarchical Latent Vector
+Model for Learning Long-Term Structure in Music" (MusicVAE, ICML 2018, arXiv:1803.05428);
+J. Gillick, A. Roberts, J. Engel, D. Eck, D. Bamman, "Learning to Groove with Inverse Sequence
+Transformations" (GrooVAE, ICML 2019, arXiv:1905.06118).
+
+A 2-bar drum performance is x = [hits, velocities, offsets], 32 steps x (9 + 9 + 9).
+
+1. **Input transform** T (GrooVAE's "inverse sequence transformations"): the encoder sees T(x), the
+   decoder must produce x. T is one of
+   0 reconstruction (identity); 1 humanize (hits only: velocities and offsets zeroed);
+   2 tap2drum (at each step the loudest hit moved to one lane, the open hi-hat's, with its velocity
+   and offset); 3 tap2drum with fixed velocity (as 2, velocity zeroed: timing only).
+   One model learns all four: T is drawn per training window and its id is given to the encoder
+   as a one-hot, so the same weights serve every mode (the id says what the input lacks).
+2. **Encoder**: a bidirectional LSTM over [T(x), onehot(T)]; the final forward and backward states
+   -> mu and log-variance of q(z | T(x)); z = mu + sigma * eps.
+3. **Decoder**: an autoregressive LSTM stack whose initial state is tanh(Dense(z)); z, a style
+   embedding and the beat/fill bit are concatenated to every input step, with the previous step's
+   (hit, velocity, offset) (teacher forcing in training; its own output when free-running).
+   Heads: hit logits (Bernoulli), velocity (sigmoid), offset (tanh).
+4. **Loss** per window: sum over steps and classes of BCE(hit) + hit * (MSE(velocity) + MSE(offset))
+   + beta * max(KL - free_bits * ln 2, 0) (MusicVAE's free bits, in bits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_TRANSFORMS = 4
+RECONSTRUCT, HUMANIZE, TAP, TAP_FIXED = 0, 1, 2, 3
+TRANSFORM_NAMES = ("reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity")
+TAP_LANE = 3  # GrooVAE's tapify puts the taps on the open hi-hat channel
+
+
+@dataclass
+class DrumVAEConfig:
+    num_classes: int = 9  # drum classes (the reduced 9-class kit)
+    steps: int = 32  # 2 bars of 16ths
+    enc_hidden: int = 256  # BiLSTM units per direction (GrooVAE: 512)
+    z_dim: int = 64  # latent size (GrooVAE: 256); plenty for ~100 bits at 2 bars
+    dec_hidden: int = 256  # decoder LSTM units per layer (GrooVAE: 2 x 256)
+    dec_layers: int = 2
+    num_styles: int = 18  # GMD's primary styles; the data's list is saved beside the weights
+    style_dim: int = 8  # style embedding size (conditioning, not in GrooVAE)
+    free_bits: float = 48.0  # KL below this many bits per window is free (GrooVAE: 48)
+    beta: float = 0.2  # KL weight above the free bits (GrooVAE: max_beta 0.2, constant)
+    dropout: float = 0.0  # between decoder layers (GrooVAE: keep 0.3 at 4 bars; off for a short run)
+
+    @property
+    def step_dim(self) -> int:
+        return 3 * self.num_classes
+
+
+# ---- input transforms (scriptable: the export uses these same functions) ---------------------
+
+
+def transform(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """T(x) per window: x [B, S, 27], which [B] long (0 reconstruct, 1 humanize, 2 tap, 3 tap fixed)."""
+    n = x.shape[-1] // 3
+    hits, vel, off = x[..., :n], x[..., n:2 * n], x[..., 2 * n:]
+    w = which.view(-1, 1, 1)
+    # humanize: hits only
+    human = torch.cat([hits, torch.zeros_like(vel), torch.zeros_like(off)], -1)
+    # tap: the loudest hit of each step, on one lane, with its velocity and offset
+    loud = torch.argmax(vel * hits + hits * 1e-3, -1, keepdim=True)  # [B, S, 1]
+    any_hit = hits.amax(-1, keepdim=True)  # [B, S, 1]
+    tap_vel = torch.gather(vel, -1, loud) * any_hit
+    tap_off = torch.gather(off, -1, loud) * any_hit
+    lane = F.one_hot(torch.full_like(loud[..., 0], TAP_LANE), n).to(x.dtype)  # [B, S, n]
+    tap = torch.cat([lane * any_hit, lane * tap_vel, lane * tap_off], -1)
+    tap_fixed = torch.cat([lane * any_hit, torch.zeros_like(vel), lane * tap_off], -1)
+    out = torch.where(w == 1, human, x)
+    out = torch.where(w == 2, tap, out)
+    return torch.where(w == 3, tap_fixed, out)
+
+
+# ---- encoder -------------------------------------------------------------------------------
+
+
+class Encoder(nn.Module):
+    """BiLSTM over [T(x), onehot(T)] -> (mu, logvar) of q(z | T(x))."""
+
+    def __init__(self, cfg: DrumVAEConfig) -> None:
+        super().__init__()
+        self.num_transforms: int = NUM_TRANSFORMS
+        self.lstm = nn.LSTM(cfg.step_dim + NUM_TRANSFORMS, cfg.enc_hidden, batch_first=True, bidirectional=True)
+        self.mu = nn.Linear(2 * cfg.enc_hidden, cfg.z_dim)
+        self.logvar = nn.Linear(2 * cfg.enc_hidden, cfg.z_dim)
+
+    def forward(self, x_in: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tid = F.one_hot(which, self.num_transforms).to(x_in.dtype)  # [B, 4]
+        inp = torch.cat([x_in, tid[:, None].expand(-1, x_in.shape[1], -1)], -1)  # [B, S, 27 + 4]
+        _, (h, _) = self.lstm(inp)  # h: [2, B, H] (forward, backward final states)
+        hb = torch.cat([h[0], h[1]], -1)  # [B, 2H]
+        return self.mu(hb), self.logvar(hb)
+
+
+# ---- decoder -------------------------------------------------------------------------------
+
+
+class Decoder(nn.Module):
+    """LSTM stack, initial state tanh(Dense(z)); input [previous step, z, style, fill] each step."""
+
+    def __init__(self, cfg: DrumVAEConfig) -> None:
+        super().__init__()
+        self.n: int = cfg.num_classes
+        self.steps: int = cfg.steps
+        self.layers: int = cfg.dec_layers
+        self.hidden: int = cfg.dec_hidden
+        self.style = nn.Embedding(cfg.num_styles, cfg.style_dim)
+        self.init = nn.Linear(cfg.z_dim, 2 * cfg.dec_layers * cfg.dec_hidden)
+        self.lstm = nn.LSTM(cfg.step_dim + cfg.z_dim + cfg.style_dim + 1, cfg.dec_hidden, cfg.dec_layers,
+                            batch_first=True, dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0)
+        self.out = nn.Linear(cfg.dec_hidden, cfg.step_dim)
+
+    def condition(self, z: torch.Tensor, style: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        return torch.cat([z, self.style(style), fill.to(z.dtype)[:, None]], -1)  # [B, C]
+
+    def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = torch.tanh(self.init(z)).view(z.shape[0], 2, self.layers, self.hidden)
+        return s[:, 0].transpose(0, 1).contiguous(), s[:, 1].transpose(0, 1).contiguous()  # [L, B, H] each
+
+    def heads(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        o = self.out(y)
+        n = self.n
+        return o[..., :n], torch.sigmoid(o[..., n:2 * n]), torch.tanh(o[..., 2 * n:])
+
+    def forward(self, z: torch.Tensor, style: torch.Tensor, fill: torch.Tensor, x: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher forcing: step t sees x[t-1] (zeros at t = 0). Returns [B, S, 9] x 3."""
+        prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)  # [B, S, 27]
+        cond = self.condition(z, style, fill)[:, None].expand(-1, x.shape[1], -1)
+        y, _ = self.lstm(torch.cat([prev, cond], -1), self.initial_state(z))
+        return self.heads(y)
+
+    def sample(self, z: torch.Tensor, style: torch.Tensor, fill: torch.Tensor, noise: torch.Tensor,
+               temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Free-running: hit = noise < sigmoid(logit / temperature) (noise 0.5: threshold 0.5);
+        velocity and offset as decoded, zeroed where there is no hit. noise: [B, S, 9] in [0, 1)."""
+        b = z.shape[0]
+        cond = self.condition(z, style, fill)
+        h, c = self.initial_state(z)
+        prev = torch.zeros(b, 3 * self.n, dtype=z.dtype, device=z.device)
+        logits, vels, offs = [], [], []
+        for t in range(noise.shape[1]):
+            y, (h, c) = self.lstm(torch.cat([prev, cond], -1)[:, None], (h, c))
+            lg, v, o = self.heads(y[:, 0])
+            hit = (noise[:, t] < torch.sigmoid(lg / temperature)).to(z.dtype)
+            v, o = v * hit, o * hit
+            logits.append(lg)
+            vels.append(v)
+            offs.append(o)
+            prev = torch.cat([hit, v, o], -1)
+        return torch.stack(logits, 1), torch.stack(vels, 1), torch.stack(offs, 1)
+
+
+# ---- the VAE -------------------------------------------------------------------------------
+
+
+def kl_bits(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per window, in bits. [B]"""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1) / math.log(2)
+
+
+class DrumVAE(nn.Module):
+    def __init__(self, cfg: DrumVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, x: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(transform(x, which), which)
+
+    def forward(self, x: torch.Tensor, which: torch.Tensor, style: torch.Tensor, fill: torch.Tensor,
+                sample: bool = True) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor,
+                                              dict[str, torch.Tensor]]:
+        """Teacher-forced pass: ((hit logits, velocity, offset), loss, terms). x: [B, S, 27]."""
+        mu, logvar = self.encode(x, which)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        out = self.decoder(z, style, fill, x)
+        loss, terms = self.loss(out, x, mu, logvar)
+        return out, loss, terms
+
+    def loss(self, out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], x: torch.Tensor, mu: torch.Tensor,
+             logvar: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        n = self.cfg.num_classes
+        logits, vel, off = out
+        hits, tvel, toff = x[..., :n], x[..., n:2 * n], x[..., 2 * n:]
+        bce = F.binary_cross_entropy_with_logits(logits, hits, reduction="none").sum((1, 2))  # [B]
+        vel_se = (hits * (vel - tvel).pow(2)).sum((1, 2))
+        off_se = (hits * (off - toff).pow(2)).sum((1, 2))
+        kl = kl_bits(mu, logvar)
+        kl_cost = self.cfg.beta * torch.clamp(kl - self.cfg.free_bits, min=0.0) * math.log(2)  # nats
+        loss = (bce + vel_se + off_se + kl_cost).mean()
+        return loss, {"hits_bce": bce.mean(), "vel_se": vel_se.mean(), "off_se": off_se.mean(),
+                      "kl_bits": kl.mean()}
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, which: torch.Tensor, style: torch.Tensor, fill: torch.Tensor,
+                    temperature: float = 1.0, noise: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Free-running decode from z = mu (noise None: threshold 0.5)."""
+        mu, _ = self.encode(x, which)
+        if noise is None:
+            noise = torch.full(x.shape[:2] + (self.cfg.num_classes,), 0.5)
+        return self.decoder.sample(mu, style, fill, noise, temperature)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
