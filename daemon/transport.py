@@ -8,16 +8,20 @@ Position is counted in clock ticks from the song's start, as the MIDI spec has i
 first clock is tick 0 (the downbeat); Continue resumes where Stop left off; Song Position Pointer
 (in 16th notes, 6 ticks each) moves the position while stopped. The bar position counts ticks;
 the tempo estimate (the median of the last ``window`` clock intervals) is used only to place times
-between and beyond the ticks. No clock for ``lost_after_ns`` while playing: the clock is lost
+between and beyond the ticks. Clocks arrive quantized to the audio server's period (a clock every
+20.8 ms at 120 BPM lands on a 5.3 ms grid at 256 frames), so times come from a least-squares line
+through the last ``window`` clocks (a bar by default): its slope is the tempo and it places ticks
+without the jitter of any one arrival. No clock for ``lost_after_ns`` while playing: the clock is lost
 (a ``lost`` event), and playing stops until the next Start or Continue.
 """
 
 from __future__ import annotations
 
-import statistics
+import heapq
+import itertools
 from collections import deque
 
-from daemon.events import CLOCK, CONTINUE, SONG_POSITION, START, STOP, TransportEvent
+from daemon.events import CLOCK, CONTINUE, SONG_POSITION, START, STOP, Out, TransportEvent
 
 TICKS_PER_BEAT = 24  # MIDI clock: 24 per quarter note
 TICKS_PER_SIXTEENTH = 6
@@ -27,7 +31,7 @@ class Transport:
     """One clocked processor's view of the DAW's transport (engine thread only)."""
 
     def __init__(self, source: str = "", beats_per_bar: int = 4, lost_after_ns: int = 500_000_000,
-                 offset_ns: int = 0, window: int = 24) -> None:
+                 offset_ns: int = 0, window: int = 96) -> None:
         self.source = source
         self.beats_per_bar = beats_per_bar
         self.lost_after_ns = lost_after_ns
@@ -36,15 +40,32 @@ class Transport:
         self.next_tick = 0  # the position the next clock plays
         self.last_tick: int | None = None  # position of the last clock while running
         self.last_clock_ns: int | None = None  # any clock, running or not
-        self._intervals: deque[int] = deque(maxlen=window)
+        self._clocks = 0  # clocks received, running or not
+        self._last_tick_clock = 0  # the clock count at ``last_tick``
+        self._samples: deque[tuple[int, int]] = deque(maxlen=window)  # (clock count, ns)
+        self._fit: tuple[float, float] | None = None  # (ns per clock, ns at clock count 0)
         self.lost = True  # no clock yet
 
     # ---- what the processor reads ----------------------------------------------------------------
 
+    def _line(self) -> tuple[float, float] | None:
+        """Least squares through the recent clocks: (ns per clock, ns at clock count 0)."""
+        if self._fit is None and len(self._samples) >= 2:
+            n = len(self._samples)
+            x0, y0 = self._samples[0]
+            mx = sum(x - x0 for x, _ in self._samples) / n
+            my = sum(y - y0 for _, y in self._samples) / n
+            sxx = sum((x - x0 - mx) ** 2 for x, _ in self._samples)
+            sxy = sum((x - x0 - mx) * (y - y0 - my) for x, y in self._samples)
+            slope = sxy / sxx
+            self._fit = (slope, y0 + my - slope * (x0 + mx))
+        return self._fit
+
     @property
     def tick_ns(self) -> float | None:
         """The estimated time between two clocks, in ns (None before two clocks)."""
-        return float(statistics.median(self._intervals)) if self._intervals else None
+        line = self._line()
+        return line[0] if line else None
 
     @property
     def tempo_bpm(self) -> float | None:
@@ -55,12 +76,14 @@ class Transport:
     def ticks_per_bar(self) -> int:
         return TICKS_PER_BEAT * self.beats_per_bar
 
-    def time_of(self, tick: int) -> int | None:
+    def time_of(self, tick: float) -> int | None:
         """When clock ``tick`` falls (or fell), from the last clock and the tempo estimate, plus the
         offset; None while the position or the tempo is unknown."""
-        if self.last_tick is None or self.last_clock_ns is None or self.tick_ns is None:
+        line = self._line()
+        if self.last_tick is None or line is None:
             return None
-        return round(self.last_clock_ns + (tick - self.last_tick) * self.tick_ns) + self.offset_ns
+        clock = self._last_tick_clock + (tick - self.last_tick)
+        return round(line[1] + clock * line[0]) + self.offset_ns
 
     def next_bar_tick(self) -> int:
         """The first tick of the next bar after the current position."""
@@ -77,16 +100,18 @@ class Transport:
         """One clock or transport message; the events it makes."""
         status = msg[0]
         if status == CLOCK:
-            if self.last_clock_ns is not None:
-                gap = time_ns - self.last_clock_ns
-                if 0 < gap < self.lost_after_ns:
-                    self._intervals.append(gap)
+            if self.last_clock_ns is not None and not 0 <= time_ns - self.last_clock_ns < self.lost_after_ns:
+                self._samples.clear()  # a new clock, after a silence
+            self._clocks += 1
+            self._samples.append((self._clocks, time_ns))
+            self._fit = None
             self.last_clock_ns = time_ns
             out = []
             if self.lost:
                 self.lost = False
             if self.running:
                 self.last_tick = self.next_tick
+                self._last_tick_clock = self._clocks
                 self.next_tick += 1
                 out.append(self._event("tick", time_ns, self.last_tick))
             return out
@@ -119,5 +144,50 @@ class Transport:
             return []
         self.lost = True
         self.running = False
-        self._intervals.clear()
+        self._samples.clear()
+        self._fit = None
         return [self._event("lost", now_ns, self.next_tick)]
+
+
+class TickSchedule:
+    """Messages placed on ticks (fractional ticks: micro-timing), turned into timed outputs a
+    few ticks before they are due, with the transport's newest estimate.
+
+    A clocked processor keeps what it decided (bars ahead, from a worker) here, and on every
+    ``tick`` event hands what ``due`` returns to the engine. Placing late keeps the tempo
+    estimate's error to a few ticks' worth however far ahead the music was decided."""
+
+    def __init__(self, transport: Transport, horizon_ticks: float = 4.0) -> None:
+        self.transport = transport
+        self.horizon_ticks = horizon_ticks
+        self._heap: list[tuple[float, int, tuple[int, ...], str]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, tick: float, message: tuple[int, ...], voice: str = "") -> None:
+        """``message`` at ``tick``; note-offs sort before note-ons on the same tick."""
+        heapq.heappush(self._heap, (tick, next(self._seq), tuple(message), voice))
+
+    def due(self, now_tick: int) -> list[Out]:
+        """Outputs for everything before ``now_tick + horizon_ticks``; what cannot be placed yet
+        (no tempo) waits."""
+        out = []
+        limit = now_tick + self.horizon_ticks
+        while self._heap and self._heap[0][0] < limit:
+            tick, _, msg, voice = self._heap[0]
+            due = self.transport.time_of(tick)
+            if due is None:
+                break
+            heapq.heappop(self._heap)
+            out.append(Out(due, msg, voice=voice))
+        return out
+
+    def clear(self, from_tick: float | None = None) -> None:
+        """Forget everything (or what falls from ``from_tick`` on)."""
+        if from_tick is None:
+            self._heap.clear()
+        else:
+            self._heap = [item for item in self._heap if item[0] < from_tick]
+            heapq.heapify(self._heap)

@@ -1,4 +1,4 @@
-"""A third-party Genie processor for the end-to-end tests, found only through its entry point.
+"""Third-party Genie processors for the tests, found only through their entry points (not shipped).
 
 ``raiser`` plays each input note (and each button as ``36 + button``) and raises on one trigger
 pitch, so the tests can check that a processor bug costs its notes and nothing else.
