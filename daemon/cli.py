@@ -111,7 +111,9 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # a command's Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_PACKAGES = {"pianogenie", "drumvae", "musiclm"}
-FORBIDDEN_FOR_MODELS = {"daemon.engine", "daemon.cli", "daemon.io", "daemon.commands",
-                        "daemon.core", "daemon.session"}
+ALLOWED_FOR_MODELS = {"daemon.processor", "daemon.runtime", "daemon.events"}
+SHARED = "modelkit"  # what the model packages share; it imports nothing of the daemon
 
 
 def imports_of(path: Path) -> set[str]:
@@ -27,12 +27,44 @@ def test_daemon_never_imports_a_model_package():
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
-def test_model_packages_import_only_the_processor_contract_and_runtime():
-    for pkg in MODEL_PACKAGES:
+def _module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _daemon_reach(path: Path, seen: set[str]) -> set[str]:
+    """The daemon modules ``path`` imports, directly or through other modules of this project."""
+    reached = set()
+    for name in imports_of(path):
+        top = name.split(".")[0]
+        if top not in {"daemon", SHARED, *MODEL_PACKAGES} or name in seen:
+            continue
+        seen.add(name)
+        if top == "daemon":
+            reached.add(name)
+        target = _module_file(name)
+        if target is not None:
+            reached |= _daemon_reach(target, seen)
+    return reached
+
+
+def test_model_packages_reach_only_the_processor_contract_runtime_and_events():
+    """Checked transitively: what a model package imports may not import more of the daemon."""
+    for pkg in [*MODEL_PACKAGES, SHARED]:
+        allowed = set() if pkg == SHARED else ALLOWED_FOR_MODELS
         for path in (ROOT / pkg).rglob("*.py"):
-            bad = {n for n in imports_of(path)
-                   if any(n == f or n.startswith(f + ".") for f in FORBIDDEN_FOR_MODELS)}
-            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+            bad = {n for n in _daemon_reach(path, set()) if n not in allowed and n != "daemon"}
+            assert not bad, f"{path.relative_to(ROOT)} reaches {sorted(bad)}"
+
+
+def test_the_allowlist_check_sees_through_an_allowed_module(tmp_path):
+    """The daemon modules a model may import must not themselves pull in the engine."""
+    for name in ALLOWED_FOR_MODELS:
+        reached = _daemon_reach(_module_file(name), set())
+        assert reached <= ALLOWED_FOR_MODELS | {"daemon"}, (name, reached)
 
 
 def test_daemon_prints_nothing_outside_the_cli():

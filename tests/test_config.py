@@ -88,3 +88,15 @@ def test_xdg_config_is_found(tmp_path, monkeypatch):
 def test_processor_options_pass_through_as_a_table():
     cfg = parse_config({"processor": [{"name": "markov", "options": {"temperature": 0.5}}]})
     assert cfg.processors[0].options == {"temperature": 0.5}
+
+
+def test_doctor_exits_non_zero_when_it_finds_a_problem(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[midi]\napi = 3\n")
+    r = subprocess.run([sys.executable, "-m", "daemon", "--config", str(bad), "doctor"],
+                       capture_output=True, text=True, timeout=120)
+    assert "[FAIL]" in r.stdout and "midi.api" in r.stdout
+    assert r.returncode == 1

@@ -88,21 +88,34 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 @run_options(1000, "Presses and releases timed", "b thru notes cc gamepad")
 @seed_option
 @json_option
-def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool) -> None:
+@click.option("--processor", "-p", "processor", metavar="NAME", default=None,
+              help="Also time note-button presses through a second Genie playing this processor "
+                   "(e.g. pianogenie), against the same floors.")
+def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool,
+                processor: str | None) -> None:
     """Button press to note out, p50/p99, against the thru floor (MIDI controllers, gamepads).
 
     Note buttons and CC buttons into a genie run -p thru, timed from each message's send stamp
     to its note on Genie's output, and gamepad buttons read by the same Genie through its evdev
     device loop, timed from each input event's own time stamp; against notes passed through by
-    the same Genie (thru) and the rtmidi thru client (b).
+    the same Genie (thru) and the rtmidi thru client (b). With --processor, press-to-note through
+    that processor too (any processor that answers a press with a note).
     """
     from daemon.bench.controllers import TARGETS, format_controllers, run_controllers
     from daemon.io.jack import jackd_available
 
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
-    result = measure("genie bench controllers", len(TARGETS) * n * repeats, as_json,
-                     run_controllers, period=period, rate=rate, n=n, repeats=repeats, seed=seed)
+    if processor:
+        from daemon.processor import ProcessorError, available
+
+        if processor not in available():
+            raise ProcessorError(f"no processor named {processor!r} (available: "
+                                 f"{', '.join(sorted(available()))})")
+    targets = len(TARGETS) + (1 if processor else 0)
+    result = measure("genie bench controllers", targets * n * repeats, as_json,
+                     run_controllers, period=period, rate=rate, n=n, repeats=repeats, seed=seed,
+                     model=processor)
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_controllers(result))
 
 
