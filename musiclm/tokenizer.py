@@ -146,13 +146,15 @@ def write_midi(notes: Notes, path: str | Path, program: int = 0) -> None:
     mid.tracks.append(track)
     track.append(mido.MetaMessage("set_tempo", tempo=500_000, time=0))
     track.append(mido.Message("program_change", program=program, time=0))
-    ev = [(float(e), 0, int(p), 0) for e, p in zip(notes.end, notes.pitch)]
-    ev += [(float(s), 1, int(p), int(v)) for s, p, v in zip(notes.start, notes.pitch, notes.velocity)]
+    # (tick, order, pitch, velocity): offs before ons at one tick, except a zero-length note's own off
+    ev = []
+    for s, e, p, v in zip(notes.start, notes.end, notes.pitch, notes.velocity):
+        on, off = int(round(float(s) * 960)), int(round(float(e) * 960))
+        ev += [(on, 1, int(p), int(v)), (max(off, on), 2 if off <= on else 0, int(p), 0)]
     ev.sort()
     last = 0
-    for when, on, p, v in ev:
-        tick = int(round(when * 960))
-        track.append(mido.Message("note_on" if on else "note_off", note=p, velocity=v if on else 0,
+    for tick, kind, p, v in ev:
+        track.append(mido.Message("note_on" if kind == 1 else "note_off", note=p, velocity=v,
                                   time=tick - last))
         last = tick
     mid.save(str(path))

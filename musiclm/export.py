@@ -1,0 +1,242 @@
+"""Export the Music Transformer for the daemon, and write its model card.
+
+One TorchScript artefact per trained dataset (through ``daemon.runtime.save_model``: scripted,
+never traced), ``musiclm_maestro.pt`` (the live model) and ``musiclm_jsb.pt`` (the JSB experiment):
+
+- ``forward(token, position, kv_cache) -> (logits, kv_cache)``: one token for each of B rows
+  (token: [B] longs; position: the token's index in the stream, read only by an absolute model;
+  kv_cache: [layers, 2, B, heads, n, head_dim], n <= max_len - 1; logits: [B, vocab]).
+- ``empty_cache(b)``: the cache before the first token. The cache is a sliding window: it keeps
+  the last ``max_len - 1`` tokens (the training length), so cost per token stays flat.
+- attributes ``max_len``, ``vocab_size``, ``position`` and ``vocab_json`` (the frozen vocabulary).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from daemon import runtime
+from modelkit.checkpoints import load_checkpoint
+from musiclm import tokenizer as tk
+from musiclm.model import MusicTransformer
+from musiclm.train import config_from_checkpoint, model_from_checkpoint
+
+log = logging.getLogger("genie.musiclm.export")
+
+PACKAGE = Path(__file__).resolve().parent
+WEIGHTS_DIR = PACKAGE / "weights"
+SHIPPED_CHECKPOINTS = PACKAGE.parent / "checkpoints" / "musiclm"
+RUN_NAMES = ("jsb-relative", "jsb-absolute", "maestro-relative")
+CARD = "musiclm.md"
+
+
+class MusicTransformerStep(nn.Module):
+    """The trained model as a step function with an explicit key/value cache."""
+
+    def __init__(self, model: MusicTransformer, vocab: dict) -> None:
+        super().__init__()
+        self.model = model
+        self.max_len: int = model.max_len
+        self.vocab_size: int = model.cfg.vocab_size
+        self.position: str = model.cfg.position
+        self.vocab_json: str = json.dumps(vocab, sort_keys=True)
+
+    @torch.jit.export
+    def empty_cache(self, batch: int) -> torch.Tensor:
+        return self.model.empty_cache(batch)
+
+    def forward(self, token: torch.Tensor, position: int, kv_cache: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.step(token, position, kv_cache)
+
+
+def vocab_of(dataset: str) -> dict:
+    return tk.JSB_VOCAB if dataset == "jsb" else tk.PERFORMANCE_VOCAB
+
+
+def export_model(model: MusicTransformer, path: str | Path, vocab: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runtime.save_model(MusicTransformerStep(model.eval(), vocab), path)
+    return path
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``musiclm_<dataset>.pt`` from a checkpoint (best.pt or ckpt.pt) into ``out_dir``."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = config_from_checkpoint(ckpt)
+    out = Path(out_dir) if out_dir else WEIGHTS_DIR
+    return export_model(model_from_checkpoint(ckpt), out / f"musiclm_{cfg.dataset}.pt", vocab_of(cfg.dataset))
+
+
+# ---- shipping: checkpoints, metrics, curves, card --------------------------------------------
+
+
+def copy_runs(runs_dir: str | Path = Path("runs") / "musiclm", dest: str | Path = SHIPPED_CHECKPOINTS) -> list[Path]:
+    """Copy each run's best.pt (weights only), ckpt.pt (resume), history.json and loss.png into
+    ``checkpoints/musiclm/<run>/``."""
+    written = []
+    for name in RUN_NAMES:
+        src = Path(runs_dir) / name
+        if not (src / "ckpt.pt").is_file():
+            continue
+        (Path(dest) / name).mkdir(parents=True, exist_ok=True)
+        for f in ("best.pt", "ckpt.pt", "history.json", "loss.png"):
+            if (src / f).is_file():
+                shutil.copy2(src / f, Path(dest) / name / f)
+                written.append(Path(dest) / name / f)
+    return written
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def write_card(out_dir: str | Path | None = None, runs: str | Path = SHIPPED_CHECKPOINTS) -> list[Path]:
+    """Evaluate the shipped checkpoints and write metrics JSON, the curves PNG and the card."""
+    from musiclm import evaluate
+
+    out = Path(out_dir) if out_dir else WEIGHTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "musiclm_curves.png"
+    result = evaluate.run(None, None, None, split="both", png=png, runs=runs)
+    metrics = out / "musiclm_metrics.json"
+    metrics.write_text(json.dumps(result, indent=1) + "\n")
+    card = out / CARD
+    card.write_text(render_card(result, runs))
+    return [metrics, png, card]
+
+
+def _run_info(runs: Path, name: str) -> dict | None:
+    path = Path(runs) / name / "ckpt.pt"
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    best = load_checkpoint(Path(runs) / name / "best.pt") if (Path(runs) / name / "best.pt").is_file() else {}
+    rows = [h for h in ckpt["history"] if "ms_per_step" in h]
+    ms = sorted(h["ms_per_step"] for h in rows)
+    return {"step": ckpt["step"], "best_step": best.get("step"), "best_val": ckpt["best_val"],
+            "wall_min": ckpt["wall_time_s"] / 60, "ms_per_step": ms[len(ms) // 2] if ms else None,
+            "params": MusicTransformer(config_from_checkpoint(ckpt).model).num_params(),
+            "config": ckpt["config"], "meta": ckpt["meta"]}
+
+
+def render_card(result: dict, runs: str | Path) -> str:
+    """The model card (Markdown) from the evaluation and the checkpoints alone."""
+    info = {n: _run_info(Path(runs), n) for n in RUN_NAMES}
+    r = result.get("models", {})
+
+    def nll(name: str, split: str) -> float | None:
+        return (r.get(name) or {}).get(split, {}).get("nll")
+
+    lines = [
+        "# Music Transformer (musiclm): model card",
+        "",
+        "A decoder-only transformer with relative position attention (Huang et al. 2018, \"Music Transformer\","
+        " arXiv 1809.04281), trained here on one CPU thread. `musiclm_maestro.pt` is the live model for the"
+        " continuation processor; `musiclm_jsb.pt` is the JSB Chorales experiment of the paper.",
+        "",
+        "## Results (NLL per token, nats; lower is better)",
+        "",
+        "| model | ours: validation | ours: test | paper (validation) | target |",
+        "|---|---|---|---|---|",
+        f"| JSB, relative attention | {_fmt(nll('jsb-relative', 'validation'))} | {_fmt(nll('jsb-relative', 'test'))}"
+        " | 0.357 | ≤ 0.36 |",
+        f"| JSB, absolute (baseline) | {_fmt(nll('jsb-absolute', 'validation'))} | {_fmt(nll('jsb-absolute', 'test'))}"
+        " | 0.417 | measurably worse than relative |",
+        f"| MAESTRO (ASAP subset), relative | {_fmt(nll('maestro-relative', 'validation'))}"
+        f" | {_fmt(nll('maestro-relative', 'test'))} | 1.835 (Piano-e-Competition, large model) | ≤ 2.0 |",
+        "",
+        "Curves: `musiclm_curves.png` (validation NLL against step for every run); per-run loss curves in"
+        " `checkpoints/musiclm/<run>/loss.png`. Produced by `genie eval musiclm --json`"
+        " (`musiclm_metrics.json`).",
+        "",
+        "## Training runs",
+        "",
+        "| run | parameters | L | layers × d (heads, ff) | dropout | batch | steps (best at) | wall time |"
+        " ms/step | best validation NLL (training-time estimate) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in RUN_NAMES:
+        i = info[name]
+        if i is None:
+            lines.append(f"| {name} | not trained | | | | | | | | |")
+            continue
+        m, c = i["config"]["model"], i["config"]
+        lines.append(f"| {name} | {i['params']:,} | {m['max_len']} | {m['n_layer']} × {m['d_model']} ({m['n_head']}, "
+                     f"{m['d_ff']}) | {m['dropout']} | {c['batch_size']} | {i['step']:,} ({i['best_step']}) | "
+                     f"{i['wall_min']:.1f} min | {_fmt(i['ms_per_step'], 0)} | {_fmt(i['best_val'])} |")
+    lines += [
+        "",
+        "All runs: Adam (AdamW with weight decay 0.05 on JSB), peak learning rate 1e-3, 200 warm-up steps,"
+        " cosine decay to 1e-4 at the run's step budget, gradient clipping 1.0, one CPU thread at the"
+        " lowest priority on a 2-core machine shared with other jobs, stopped by a time limit. ms/step is the"
+        " median over logging intervals. The runs are resumable (see `checkpoints/musiclm/README.md`):"
+        " none has converged, and the numbers are the best reached in this time, not the model's limit.",
+        "",
+        "## Data and protocol",
+        "",
+        "**JSB Chorales**: `jsb-chorales-czhuang/Jsb16thSeparated.npz` (Coconet's 16th-note SATB version;"
+        " the BL2012 train/valid/test split of the file: 229 / 76 / 77 chorales). A chorale of T frames is"
+        " BOS then 4T tokens in raster order S1 A1 T1 B1 S2 …; vocabulary 131: PAD 0, BOS 1 (the start"
+        " token, input only), REST 2 (a silent voice), pitch p → 3 + p. A held note repeats its pitch every"
+        " 16th (the data does not tell held from repeated notes). NLL is in nats per voice token (BOS is"
+        " never a target), summed over every token of the split and divided by their count. A chorale"
+        " longer than L+1 tokens is read in windows of L+1 stepping by L/2, each token scored once with at"
+        " least L/2 tokens of context (the paper trained on whole chorales up to 1024 tokens; our L is"
+        " shorter, see the table). Training: random crops of L+1 tokens starting at a frame boundary,"
+        " transposed by -3..+3 semitones; dropout.",
+        "",
+        "**MAESTRO** (the live model): the 519 MAESTRO performances of the ASAP dataset"
+        " (`asap-maestro-subset`), split by piece with its SOURCE.md rule (the same split as Piano Genie):"
+        " h = int(sha1(composer + \"|\" + title), 16) mod 10; 0 test, 1 validation, otherwise train"
+        " (404 / 59 / 56 performances, 132 / 18 / 20 pieces). Performance encoding of the paper (Oore et"
+        " al. 2018), frozen vocabulary of 391: PAD, BOS, EOS, 128 NOTE_ON, 128 NOTE_OFF, 100 TIME_SHIFT"
+        " (10 ms … 1 s), 32 VELOCITY bins; the sustain pedal folded into note durations. Training: random"
+        " crops of L+1 tokens from a random note, transposition -3..+3 semitones and time stretch"
+        " 0.95–1.05 (the paper's augmentation). Evaluation: each performance encoded whole, unaugmented,"
+        " cut into non-overlapping windows of L+1 tokens (the first token of a window is context only);"
+        " `genie eval musiclm` reads a fixed, evenly spaced subset of windows per split (the count is in"
+        " `musiclm_metrics.json`). Our data is 35 h of training performances, not the full MAESTRO, and"
+        " our context is L tokens (a few seconds of piano), so the paper's 1.835 is not a like-for-like"
+        " comparison.",
+        "",
+        "## The artefacts",
+        "",
+        "`musiclm_<dataset>.pt` (TorchScript, `daemon.runtime.load_model`): `forward(token, position,"
+        " kv_cache) -> (logits, kv_cache)` and `empty_cache(batch)`; the cache holds the last L-1 tokens"
+        " (a sliding window), and relative attention reads the relative embeddings of distances 0..L-1"
+        " directly for the new query (no recomputation of the past). Attributes: `max_len`, `vocab_size`,"
+        " `position`, `vocab_json`. Throughput: `genie bench musiclm --json`.",
+        "",
+        "## How it was made",
+        "",
+        "```sh",
+        "genie train musiclm --dataset jsb --position relative --steps 2500 --max-minutes 28 --threads 1",
+        "genie train musiclm --dataset jsb --position absolute --steps 2500 --max-minutes 28 --threads 1",
+        "genie train musiclm --dataset maestro --position relative --steps 4500 --max-minutes <until the deadline> --threads 1",
+        "genie export musiclm --checkpoint runs/musiclm/maestro-relative/best.pt",
+        "genie export musiclm --checkpoint runs/musiclm/jsb-relative/best.pt --card",
+        "```",
+        "",
+        "(`musiclm/train_schedule.sh` runs the three trainings in sequence.)",
+        "",
+        "## Licence",
+        "",
+        "- `musiclm_maestro.pt` and the `maestro-relative` checkpoints: **CC BY-NC-SA 4.0** (non-commercial,"
+        " share-alike), the licence of the data they were trained on: ASAP dataset (Foscarin et al., ISMIR"
+        " 2020), CC BY-NC-SA 4.0; performances from the MAESTRO dataset (Hawthorne et al., ICLR 2019,"
+        " Google LLC), CC BY-NC-SA 4.0.",
+        "- `musiclm_jsb.pt` and the `jsb-*` checkpoints: Bach's chorales are public domain; the upstream"
+        " repository (czhuang/JSB-Chorales-dataset) has no licence file, and the `.npz` was also distributed"
+        " in the Apache-2.0 Magenta repository. Cite Boulanger-Lewandowski et al. 2012 and Huang et al.,"
+        " \"Counterpoint by Convolution\" (ISMIR 2017).",
+        "",
+    ]
+    return "\n".join(lines)
