@@ -61,7 +61,7 @@ class DrumVAEConfig:
 # ---- input transforms (scriptable: the export uses these same functions) ---------------------
 
 
-def transform(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+def transform(x: torch.Tensor, which: torch.Tensor, tap_lane: int = TAP_LANE) -> torch.Tensor:
     """T(x) per window: x [B, S, 27], which [B] long (0 reconstruct, 1 humanize, 2 tap, 3 tap fixed)."""
     n = x.shape[-1] // 3
     hits, vel, off = x[..., :n], x[..., n:2 * n], x[..., 2 * n:]
@@ -73,7 +73,7 @@ def transform(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     any_hit = hits.amax(-1, keepdim=True)  # [B, S, 1]
     tap_vel = torch.gather(vel, -1, loud) * any_hit
     tap_off = torch.gather(off, -1, loud) * any_hit
-    lane = F.one_hot(torch.full_like(loud[..., 0], TAP_LANE), n).to(x.dtype)  # [B, S, n]
+    lane = F.one_hot(torch.full_like(loud[..., 0], tap_lane), n).to(x.dtype)  # [B, S, n]
     tap = torch.cat([lane * any_hit, lane * tap_vel, lane * tap_off], -1)
     tap_fixed = torch.cat([lane * any_hit, torch.zeros_like(vel), lane * tap_off], -1)
     out = torch.where(w == 1, human, x)
@@ -143,15 +143,30 @@ class Decoder(nn.Module):
     def sample(self, z: torch.Tensor, style: torch.Tensor, fill: torch.Tensor, noise: torch.Tensor,
                temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Free-running: hit = noise < sigmoid(logit / temperature) (noise 0.5: threshold 0.5);
-        velocity and offset as decoded, zeroed where there is no hit. noise: [B, S, 9] in [0, 1)."""
-        b = z.shape[0]
+        velocity and offset as decoded, zeroed where there is no hit. noise: [B, S, 9] in [0, 1).
+
+        The LSTM's own weights, one cell at a time (the conditioning's share of the first layer's
+        gates is computed once), so a live 2-bar decode costs a few small matrix products per step."""
+        d = 3 * self.n
+        w = self.lstm._flat_weights  # per layer: w_ih, w_hh, b_ih, b_hh
         cond = self.condition(z, style, fill)
-        h, c = self.initial_state(z)
-        prev = torch.zeros(b, 3 * self.n, dtype=z.dtype, device=z.device)
+        h0, c0 = self.initial_state(z)
+        hs = [h0[i] for i in range(self.layers)]
+        cs = [c0[i] for i in range(self.layers)]
+        base = [w[4 * i + 2] + w[4 * i + 3] for i in range(self.layers)]
+        base[0] = torch.addmm(base[0], cond, w[0][:, d:].t())  # [B, 4H]
+        wx = [w[0][:, :d]] + [w[4 * i] for i in range(1, self.layers)]
+        prev = torch.zeros(z.shape[0], d, dtype=z.dtype, device=z.device)
         logits, vels, offs = [], [], []
         for t in range(noise.shape[1]):
-            y, (h, c) = self.lstm(torch.cat([prev, cond], -1)[:, None], (h, c))
-            lg, v, o = self.heads(y[:, 0])
+            x = prev
+            for i in range(self.layers):
+                gates = torch.addmm(torch.addmm(base[i], x, wx[i].t()), hs[i], w[4 * i + 1].t())
+                ig, fg, gg, og = gates.chunk(4, 1)
+                cs[i] = torch.sigmoid(fg) * cs[i] + torch.sigmoid(ig) * torch.tanh(gg)
+                hs[i] = torch.sigmoid(og) * torch.tanh(cs[i])
+                x = hs[i]
+            lg, v, o = self.heads(x)
             hit = (noise[:, t] < torch.sigmoid(lg / temperature)).to(z.dtype)
             v, o = v * hit, o * hit
             logits.append(lg)

@@ -1,0 +1,147 @@
+"""Drum VAE model: transforms, shapes, loss, a few training steps, resume, export parity, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drumvae import data, evaluate
+from drumvae.model import HUMANIZE, RECONSTRUCT, TAP, TAP_FIXED, DrumVAE, DrumVAEConfig, transform
+
+TINY = DrumVAEConfig(enc_hidden=16, z_dim=8, dec_hidden=16, dec_layers=2, num_styles=2, style_dim=2)
+
+
+def _pattern() -> torch.Tensor:
+    x = torch.zeros(1, 32, 27)
+    x[0, 0, [0, 2]] = 1  # kick + hat on step 0
+    x[0, 0, [9, 11]] = torch.tensor([0.8, 0.5])
+    x[0, 0, [18, 20]] = torch.tensor([0.3, -0.2])
+    x[0, 4, 1], x[0, 4, 10], x[0, 4, 19] = 1, 0.9, 0.1  # snare on step 4
+    return x
+
+
+def test_transforms_follow_groovae():
+    x = _pattern()
+    assert torch.equal(transform(x, torch.tensor([RECONSTRUCT])), x)
+    h = transform(x, torch.tensor([HUMANIZE]))
+    assert torch.equal(h[..., :9], x[..., :9]) and not h[..., 9:].any()
+    t = transform(x, torch.tensor([TAP]))
+    assert t[0, 0].nonzero().flatten().tolist() == [3, 12, 21]  # the loudest hit (kick) on lane 3
+    assert t[0, 0, 12] == pytest.approx(0.8) and t[0, 0, 21] == pytest.approx(0.3)
+    assert t[0, 4, 3] == 1 and t[0, 4, 12] == pytest.approx(0.9)
+    f = transform(x, torch.tensor([TAP_FIXED]))
+    assert not f[..., 9:18].any() and f[0, 0, 21] == pytest.approx(0.3)
+
+
+def test_forward_shapes_and_loss():
+    torch.manual_seed(0)
+    m = DrumVAE(TINY)
+    x = torch.from_numpy(data.synthetic(4, styles=("a", "b")).features())
+    which, style, fill = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 0, 1]), torch.tensor([0, 0, 1, 1])
+    (logits, vel, off), loss, terms = m(x, which, style, fill)
+    assert logits.shape == vel.shape == off.shape == (4, 32, 9)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert set(terms) == {"hits_bce", "vel_se", "off_se", "kl_bits"}
+    assert (vel >= 0).all() and (vel <= 1).all() and (off.abs() <= 1).all()
+
+
+def test_free_running_decode_matches_teacher_forcing_on_its_own_output():
+    torch.manual_seed(0)
+    m = DrumVAE(TINY).eval()
+    z, style, fill = torch.randn(3, 8), torch.tensor([0, 1, 0]), torch.tensor([1, 0, 0])
+    noise = torch.rand(3, 32, 9)
+    lg, v, o = m.decoder.sample(z, style, fill, noise, 1.0)
+    hits = (noise < torch.sigmoid(lg)).float()
+    lg2, v2, o2 = m.decoder(z, style, fill, torch.cat([hits, v, o], -1))
+    torch.testing.assert_close(lg, lg2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(v, v2 * hits, atol=1e-5, rtol=0)
+
+
+def _tiny_cfg(tmp_path, steps: int):
+    from drumvae.train import TrainConfig
+    from modelkit.loop import LoopConfig
+
+    return TrainConfig(model=TINY, batch_size=16, eval_windows=8,
+                       loop=LoopConfig(out_dir=str(tmp_path / "run"), steps=steps, lr=3e-3, ckpt_every=10,
+                                       eval_every=10, log_every=5, threads=1))
+
+
+def test_a_few_training_steps_reduce_the_loss_and_resume_exactly(tmp_path):
+    from drumvae.train import train
+
+    w = data.synthetic(64, styles=("a", "b"))
+    ckpt = train(_tiny_cfg(tmp_path, 40), windows=w, progress=False)
+    losses = [h["loss"] for h in ckpt["history"] if "loss" in h]
+    assert ckpt["step"] == 40 and losses[-1] < losses[0]
+    # resume to 60 == straight to 60
+    train(_tiny_cfg(tmp_path, 60), windows=w, progress=False)
+    straight = train(_tiny_cfg(tmp_path / "b", 60), windows=w, progress=False)
+    from modelkit.checkpoints import load_checkpoint
+
+    resumed = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    for k, v in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v)
+
+
+def test_unknown_config_keys_fail():
+    from drumvae.train import TrainConfig
+
+    with pytest.raises(ValueError, match="nonsense"):
+        TrainConfig.from_dict({"nonsense": 1})
+    with pytest.raises(ValueError, match="loop: unknown key.s. bogus"):
+        TrainConfig.from_dict({"loop": {"bogus": 1}})
+
+
+def test_export_parity_with_eager(tmp_path):
+    from daemon import runtime
+    from drumvae import export
+
+    torch.manual_seed(0)
+    m = DrumVAE(TINY).eval()
+    export.export_model(m, ["a", "b"], tmp_path)
+    art = runtime.load_model(tmp_path / export.MODEL_FILE)
+    x = torch.from_numpy(data.synthetic(3, styles=("a", "b")).features())
+    which, eps = torch.tensor([0, 1, 2]), torch.randn(3, 8)
+    with torch.no_grad():
+        mu, logvar = m.encode(x, which)
+        torch.testing.assert_close(art.encode(x, which, eps), mu + torch.exp(0.5 * logvar) * eps, atol=1e-5, rtol=0)
+        style, fill, noise = torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), torch.rand(3, 32, 9)
+        for a, b in zip(art.decode(mu, style, fill, noise, 0.7), m.decoder.sample(mu, style, fill, noise, 0.7)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    rebuilt, meta = export.load_exported(tmp_path)
+    assert meta["styles"] == ["a", "b"]
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[k], v)
+
+
+def test_step_accuracy_and_f1_on_hand_made_patterns():
+    true = np.zeros((1, 4, 9), np.uint8)
+    true[0, 0, 0] = true[0, 2, 1] = 1
+    pred = true.copy()
+    assert evaluate.step_accuracy(pred, true) == 1.0
+    pred[0, 2, 2] = 1  # one extra hat on step 2: that step is wrong
+    assert evaluate.step_accuracy(pred, true) == 0.75
+    pred[0, 0, 0] = 0  # kick missed on step 0
+    assert evaluate.step_accuracy(pred, true) == 0.5
+    per, micro = evaluate.f1_per_class(pred, true)
+    assert per[0] == 0.0 and per[1] == 1.0 and per[2] == 0.0 and np.isnan(per[3])
+    assert micro == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))
+
+
+def test_velocity_and_timing_errors_on_true_positives():
+    h = np.zeros((1, 2, 9), np.float32)
+    h[0, 0, 0] = h[0, 1, 1] = 1
+    tv, to = h * 0.5, h * 0.0
+    ph = h.copy()
+    ph[0, 1, 1] = 0  # the snare is missed: not counted in the errors
+    pv, po = ph * (0.5 + 10 / 127), ph * 0.5  # kick 10 velocity units louder, half a half-step early
+    vel, ms = evaluate.tp_errors((ph, pv, po), (h, tv, to), np.array([120.0]))
+    assert vel == pytest.approx(10, abs=1e-4)
+    assert ms == pytest.approx(0.25 * 125.0)  # a 16th at 120 BPM is 125 ms; offset 1 = 62.5 ms
+
+
+def test_wasserstein():
+    a = np.arange(100.0)
+    assert evaluate.wasserstein1(a, a) == pytest.approx(0)
+    assert evaluate.wasserstein1(a, a + 3) == pytest.approx(3)
