@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from daemon.events import Event, Out
+from daemon.transport import TICKS_PER_BEAT, TickSchedule, Transport
+
+__all__ = ["BaseProcessor", "Context", "Ending", "Processor", "ProcessorError", "TICKS_PER_BEAT",
+           "TickSchedule", "Transport", "WorkHandle", "available", "load", "model_cards", "package_file"]
 
 ENTRY_POINT_GROUP = "genie.processors"
 
@@ -55,7 +59,8 @@ class Context:
       outputs that have not been sent (all, those due from ``from_ns`` on, or one voice's: the
       voice of an ``Out`` is its tag); ``end_sounding`` also ends its sounding notes now. The
       ledger still ends every note that sounds.
-    - ``transport``: the DAW's transport (``daemon.transport.Transport``) for ``clock = true``.
+    - ``transport``: the DAW's transport (``Transport``, from ``daemon.transport``, re-exported
+      here with ``TickSchedule`` as part of the contract) for ``clock = true``; None otherwise.
     Offline (``genie play``) the same calls run in step with the simulated clock.
     """
 
