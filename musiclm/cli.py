@@ -108,7 +108,9 @@ def eval_cmd(jsb_relative, jsb_absolute, maestro, split, maestro_windows, png, a
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the artefacts [default: the shipped musiclm/weights].")
 @click.option("--card", is_flag=True,
-              help="Also evaluate and write the metrics, the loss curves and the model card musiclm.md.")
+              help="Also copy every run of runs/musiclm into checkpoints/musiclm (slim resume checkpoints, "
+                   "histories, curves), evaluate the shipped files and write the metrics, the curves and "
+                   "the model card musiclm.md.")
 def export_cmd(checkpoint, out, card):
     """Export a checkpoint as a TorchScript step (token, position, kv_cache) -> (logits, kv_cache)."""
     _logging()
@@ -117,6 +119,8 @@ def export_cmd(checkpoint, out, card):
     path = export.export_checkpoint(checkpoint, out)
     click.echo(f"wrote {path}")
     if card:
+        for p in export.copy_runs(RUNS):
+            click.echo(f"copied {p}")
         for p in export.write_card(out):
             click.echo(f"wrote {p}")
 

@@ -78,19 +78,36 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
 # ---- shipping: checkpoints, metrics, curves, card --------------------------------------------
 
 
-def copy_runs(runs_dir: str | Path = Path("runs") / "musiclm", dest: str | Path = SHIPPED_CHECKPOINTS) -> list[Path]:
-    """Copy each run's best.pt (weights only), ckpt.pt (resume), history.json and loss.png into
-    ``checkpoints/musiclm/<run>/``."""
+def slim_checkpoint(ckpt: dict) -> dict:
+    """A resume checkpoint with the Adam moments stored in bfloat16 (half the optimizer's bytes).
+    Weights, step, RNG state, config and history stay exact; Adam casts the moments back to
+    float32 when it loads them, so modelkit resumes from it unchanged (the moments rounded)."""
+    opt = ckpt["optimizer"]
+    state = {k: {n: (v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() else v)
+                 for n, v in st.items()} for k, st in opt["state"].items()}
+    return {**ckpt, "optimizer": {**opt, "state": state}, "slim": "Adam moments stored as bfloat16"}
+
+
+def copy_runs(runs_dir: str | Path = Path("runs") / "musiclm", dest: str | Path = SHIPPED_CHECKPOINTS,
+              best_for: tuple[str, ...] = ("jsb-absolute",)) -> list[Path]:
+    """Copy each run's last checkpoint (slimmed: :func:`slim_checkpoint`), history.json and loss.png
+    into ``checkpoints/musiclm/<run>/``, and best.pt (weights only) for the runs in ``best_for``
+    (those not shipped as an artefact in musiclm/weights)."""
+    from modelkit.checkpoints import save_atomic
+
     written = []
     for name in RUN_NAMES:
-        src = Path(runs_dir) / name
+        src, dst = Path(runs_dir) / name, Path(dest) / name
         if not (src / "ckpt.pt").is_file():
             continue
-        (Path(dest) / name).mkdir(parents=True, exist_ok=True)
-        for f in ("best.pt", "ckpt.pt", "history.json", "loss.png"):
+        dst.mkdir(parents=True, exist_ok=True)
+        save_atomic(slim_checkpoint(load_checkpoint(src / "ckpt.pt")), dst / "ckpt.pt")
+        written.append(dst / "ckpt.pt")
+        files = ["history.json", "loss.png"] + (["best.pt"] if name in best_for else [])
+        for f in files:
             if (src / f).is_file():
-                shutil.copy2(src / f, Path(dest) / name / f)
-                written.append(Path(dest) / name / f)
+                shutil.copy2(src / f, dst / f)
+                written.append(dst / f)
     return written
 
 

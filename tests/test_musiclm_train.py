@@ -153,3 +153,18 @@ def test_cli_train_eval_export_bench(datasets, tmp_path):
     assert res.exit_code == 0, res.output
     b = json.loads(res.output[res.output.index("{"):])
     assert b["at"]["20"]["context"] == 16 and b["cached_min_tokens_per_s"] > 0
+
+
+def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
+    from modelkit.checkpoints import load_checkpoint, save_atomic
+    from musiclm.export import slim_checkpoint
+
+    cfg = tiny_cfg("jsb", "relative", tmp_path / "run", datasets)
+    cfg.steps = 3
+    ckpt = train(cfg, progress=False)
+    slim = slim_checkpoint(ckpt)
+    save_atomic(slim, tmp_path / "run" / "ckpt.pt")
+    st = next(iter(load_checkpoint(tmp_path / "run" / "ckpt.pt")["optimizer"]["state"].values()))
+    assert st["exp_avg"].dtype == torch.bfloat16
+    cfg.steps = 6
+    assert train(cfg, progress=False)["step"] == 6
