@@ -92,7 +92,7 @@ def run(jsb_relative: Path | None = None, jsb_absolute: Path | None = None, maes
         cfg.model.max_len = length
         for s in splits:
             x, y = _windows(cfg, s, sources[dataset], maestro_windows)
-            nll, count = nll_per_token(model, x, y)
+            nll, count = nll_per_token(model, x, y, label=f"{name} {s}")
             entry[s] = {"nll": nll, "tokens": count}
             log.info("%s %s: NLL %.4f over %d tokens", name, s, nll, count)
         result["models"][name] = entry

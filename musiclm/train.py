@@ -79,19 +79,28 @@ def preset(dataset: str, position: str = "relative", **overrides: Any) -> TrainC
 
 
 @torch.no_grad()
-def nll_per_token(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 16
-                  ) -> tuple[float, int]:
-    """(mean NLL in nats over the non-PAD targets, their count), in eval mode."""
+def nll_per_token(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 16,
+                  label: str = "") -> tuple[float, int]:
+    """(mean NLL in nats over the non-PAD targets, their count), in eval mode; a progress bar
+    labelled ``label`` on a terminal."""
+    import sys
+
+    import click
+
     was = model.training
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(inputs), batch_size):
+    starts = range(0, len(inputs), batch_size)
+    bar = click.progressbar(starts, label=label, file=sys.stderr) if label and sys.stderr.isatty() else None
+    for i in (bar if bar is not None else starts):
         x, y = inputs[i:i + batch_size], targets[i:i + batch_size]
         logits, _ = model(x)
         nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                           ignore_index=tk.PAD, reduction="sum")
         total += float(nll)
         count += int((y != tk.PAD).sum())
+    if bar is not None:
+        bar.render_finish()
     model.train(was)
     return total / max(count, 1), count
 
