@@ -93,7 +93,7 @@ def eval_cmd(model_path, split, as_json, limit, plots, data, cache):
     from drumvae import evaluate
 
     result = evaluate.run(model_path, split=split, limit=limit, data_dir=data, cache_dir=cache, plots=plots)
-    click.echo(json.dumps(result, indent=1) if as_json else evaluate.format_report(result))
+    click.echo(evaluate.to_json(result) if as_json else evaluate.format_report(result))
 
 
 @click.command("drumvae")

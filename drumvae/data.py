@@ -297,7 +297,8 @@ def synthetic(n: int = 64, seed: int = 0, styles: tuple[str, ...] = ("funk", "ro
     idx = np.arange(n)
     return Windows(hits, vel, off, idx % len(styles), (idx % 3 == 0).astype(np.int64),
                    np.where(idx % 8 == 0, 2, np.where(idx % 8 == 1, 1, 0)), idx, np.full(n, 120.0, np.float32),
-                   meta={"styles": list(styles), "counts": {}, "split_rule": "synthetic", "dataset": "synthetic"})
+                   meta={"styles": list(styles), "counts": {}, "split_rule": "synthetic", "dataset": "synthetic",
+                         "files": [f"synthetic/{i}_groove.mid" for i in range(n)]})
 
 
 if __name__ == "__main__":

@@ -246,6 +246,20 @@ def run(model_path: str | Path | None = None, split: str = "test", limit: int | 
 # ---- report and plots ----------------------------------------------------------------------
 
 
+def to_json(r: dict) -> str:
+    """Strict JSON: NaN (undefined, e.g. an F1 with no hits) becomes null."""
+    def clean(v):
+        if isinstance(v, float) and v != v:
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(r), indent=1, allow_nan=False)
+
+
 def format_report(r: dict) -> str:
     cls = [c.replace("closed hi-hat", "hh").replace("open hi-hat", "ohh").replace(" tom", "T") for c in r["classes"]]
     lines = [f"Drum VAE on GMD {r['split']}: {r['windows']} windows ({r['steps']} steps); model {r['model']['source']}"
@@ -317,8 +331,9 @@ def plot_distributions(pred: tuple, true: tuple, bpm: np.ndarray, path: Path) ->
         for ax, (tv, pv, label, rng) in zip(axes[:, j], (
                 ((true[2] * ms)[..., c][th], (pred[2] * ms)[..., c][ph], "offset ms (+ early)", (-60, 60)),
                 (true[1][..., c][th] * 127, pred[1][..., c][ph] * 127, "velocity", (0, 127)))):
-            ax.hist(tv, bins=40, range=rng, alpha=0.5, density=True, label="real")
-            ax.hist(pv, bins=40, range=rng, alpha=0.5, density=True, label="model (humanize)")
+            for values, label in ((tv, "real"), (pv, "model (humanize)")):
+                if len(values):
+                    ax.hist(values, bins=40, range=rng, alpha=0.5, density=True, label=label)
             ax.set_xlabel(label)
         axes[0, j].set_title(data.CLASS_NAMES[c])
     axes[0, 0].legend(fontsize=7)
@@ -332,4 +347,4 @@ if __name__ == "__main__":
     import sys
 
     logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else None), indent=1))
+    print(to_json(run(sys.argv[1] if len(sys.argv) > 1 else None)))

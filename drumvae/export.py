@@ -169,7 +169,7 @@ def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "b
         "val": [{k: v for k, v in h.items()} for h in hist if "val_loss" in h],
         "best_val": ckpt.get("val", {})}
     result["decode_bench"] = bench_decode(out / MODEL_FILE)
-    (out / "drumvae_metrics.json").write_text(json.dumps(result, indent=1))
+    (out / "drumvae_metrics.json").write_text(evaluate.to_json(result))
     (out / "drumvae.md").write_text(model_card(result))
     return result
 

@@ -145,3 +145,28 @@ def test_wasserstein():
     a = np.arange(100.0)
     assert evaluate.wasserstein1(a, a) == pytest.approx(0)
     assert evaluate.wasserstein1(a, a + 3) == pytest.approx(3)
+
+
+def test_ship_writes_weights_metrics_and_card(tmp_path):
+    import json
+
+    from drumvae import export
+    from drumvae.train import train
+
+    w = data.synthetic(64, styles=("a", "b"))
+    train(_tiny_cfg(tmp_path, 20), windows=w, progress=False)
+    out = tmp_path / "weights"
+    r = export.ship(tmp_path / "run", out, windows=w)
+    for name in ("drumvae.pt", "drumvae.json", "drumvae.md", "drumvae_metrics.json", "drumvae_loss.png",
+                 "drumvae_f1.png", "drumvae_example.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "drumvae_metrics.json").read_text())  # strict JSON (no NaN)
+    assert set(metrics["modes"]) == {"reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity"}
+    assert 0 <= r["modes"]["reconstruction"]["step_acc_free"] <= 1
+    assert "CC BY 4.0" in (out / "drumvae.md").read_text()
+    from drumvae import evaluate
+
+    again = evaluate.run(out, windows=w)  # the shipped artefact, rebuilt eagerly, gives the same numbers
+    assert again["modes"]["humanize"]["velocity_mae_midi"] == pytest.approx(
+        r["modes"]["humanize"]["velocity_mae_midi"], nan_ok=True)
+    assert "target" in evaluate.format_report(again)
