@@ -85,6 +85,14 @@ class Transport:
         clock = self._last_tick_clock + (tick - self.last_tick)
         return round(line[1] + clock * line[0]) + self.offset_ns
 
+    def tick_at(self, time_ns: int) -> float | None:
+        """The position (fractional clocks) at ``time_ns``, the inverse of ``time_of``."""
+        line = self._line()
+        if self.last_tick is None or line is None:
+            return None
+        clock = (time_ns - self.offset_ns - line[1]) / line[0]
+        return self.last_tick + (clock - self._last_tick_clock)
+
     def next_bar_tick(self) -> int:
         """The first tick of the next bar after the current position."""
         pos = self.next_tick
@@ -157,9 +165,10 @@ class TickSchedule:
     ``tick`` event hands what ``due`` returns to the engine. Placing late keeps the tempo
     estimate's error to a few ticks' worth however far ahead the music was decided."""
 
-    def __init__(self, transport: Transport, horizon_ticks: float = 4.0) -> None:
+    def __init__(self, transport: Transport, horizon_ticks: float = 4.0, keep_channel: bool = False) -> None:
         self.transport = transport
         self.horizon_ticks = horizon_ticks
+        self.keep_channel = keep_channel  # the messages' own channels (e.g. drums on 10)
         self._heap: list[tuple[float, int, tuple[int, ...], str]] = []
         self._seq = itertools.count()
 
@@ -170,24 +179,29 @@ class TickSchedule:
         """``message`` at ``tick``; note-offs sort before note-ons on the same tick."""
         heapq.heappush(self._heap, (tick, next(self._seq), tuple(message), voice))
 
-    def due(self, now_tick: int) -> list[Out]:
-        """Outputs for everything before ``now_tick + horizon_ticks``; what cannot be placed yet
-        (no tempo) waits."""
+    def due(self, now_tick: int, now_ns: int | None = None) -> list[Out]:
+        """Outputs for everything before ``now_tick + horizon_ticks``. Without a tempo yet (the
+        first clock after Start), what falls on or before ``now_tick`` plays at ``now_ns`` and the
+        rest waits."""
         out = []
         limit = now_tick + self.horizon_ticks
         while self._heap and self._heap[0][0] < limit:
             tick, _, msg, voice = self._heap[0]
             due = self.transport.time_of(tick)
             if due is None:
-                break
+                if now_ns is None or tick > now_tick:
+                    break
+                due = now_ns
             heapq.heappop(self._heap)
-            out.append(Out(due, msg, voice=voice))
+            out.append(Out(due, msg, voice=voice, keep_channel=self.keep_channel))
         return out
 
-    def clear(self, from_tick: float | None = None) -> None:
-        """Forget everything (or what falls from ``from_tick`` on)."""
-        if from_tick is None:
+    def clear(self, from_tick: float | None = None, to_tick: float | None = None) -> None:
+        """Forget everything, or what falls in [``from_tick``, ``to_tick``)."""
+        if from_tick is None and to_tick is None:
             self._heap.clear()
-        else:
-            self._heap = [item for item in self._heap if item[0] < from_tick]
-            heapq.heapify(self._heap)
+            return
+        lo = -float("inf") if from_tick is None else from_tick
+        hi = float("inf") if to_tick is None else to_tick
+        self._heap = [item for item in self._heap if not lo <= item[0] < hi]
+        heapq.heapify(self._heap)

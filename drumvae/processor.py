@@ -169,7 +169,7 @@ class DrumVAEProcessor(BaseProcessor):
     @property
     def schedule(self) -> TickSchedule:
         if self._schedule is None or self._schedule.transport is not self.transport:
-            self._schedule = TickSchedule(self.transport, horizon_ticks=TICKS_PER_STEP)
+            self._schedule = TickSchedule(self.transport, horizon_ticks=TICKS_PER_STEP, keep_channel=True)
         return self._schedule
 
     # ---- the model (also run on the worker: reads only what it is given) ----------------------
@@ -309,7 +309,7 @@ class DrumVAEProcessor(BaseProcessor):
         elif self.options["mode"] == "groove" and seg + 1 not in self.decided and self.transport.tick_ns:
             self._plan(seg + 1, (seg + 1) * seg_ticks)
         self._taps_done(ev.tick)
-        out += self.schedule.due(ev.tick)
+        out += self.schedule.due(ev.tick, ev.time_ns)
         return out
 
     def _on_button(self, ev: ButtonEvent) -> list[Out]:
@@ -343,6 +343,8 @@ class DrumVAEProcessor(BaseProcessor):
         t = self.transport
         if t is not None and t.running and t.last_tick is not None and t.tick_ns:
             self._replan(t.next_bar_tick())
+        elif not self.ctx.can_submit:  # no engine (a bench, a test): decode here
+            self.ready = self._decode(self._loop_z(), 0, self._noise())
         else:
             z, noise = self._loop_z(), self._noise()
             self.jobs.append(self.ctx.submit(lambda token: iter([self._decode(z, 0, noise)]),
@@ -437,12 +439,12 @@ class DrumVAEProcessor(BaseProcessor):
         return [Out(now_ns, (START,))] if self.options["send_clock"] else []
 
     def on_idle(self, now_ns: int) -> Iterable[Out]:
+        out: list[Out] = []
         if self.own is None and self.ctx.transport is None and self.options["start"]:
             self.options["start"] = False
-            return self._start_stop(now_ns)
+            out += self._start_stop(now_ns)
         if self.own is None or not self.own.running:
-            return ()
-        out: list[Out] = []
+            return out
         tick_ns = 60e9 / self.options["bpm"] / TICKS_PER_BEAT
         while self.own_next_ns <= now_ns + tick_ns:  # clocks a tick ahead, at their exact times
             t = self.own_next_ns

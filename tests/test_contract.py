@@ -17,61 +17,25 @@ import pytest
 import daemon.session
 from daemon.config import ConfigError, parse_config
 from daemon.core import EngineCore, HostRef, Slot
-from daemon.events import (CLOCK, CONTINUE, NOTE_OFF, NOTE_ON, SONG_POSITION, START, STOP,
-                           Counters, MidiEvent, Out, TransportEvent, is_note_off, is_note_on)
+from daemon.events import (CLOCK, CONTINUE, NOTE_OFF, NOTE_ON, SONG_POSITION, STOP, Counters,
+                           MidiEvent, Out, is_note_off, is_note_on)
 from daemon.inputqueue import InputQueue
 from daemon.offline import _drive, clock_events, play_file
 from daemon.processor import BaseProcessor, Context, Ending
 from daemon.transport import Transport
-from daemon.workers import SteppedWorkers, ThreadedWorkers
+from daemon.workers import ThreadedWorkers
+
+from offline_helpers import MS, clock_at, left_sounding, offline_core, ons  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from genie_testplugins.answerer import AnswererProcessor  # noqa: E402
 from genie_testplugins.bars import BarsProcessor  # noqa: E402
 
-MS = 1_000_000
 PLUGINS = {"bars": BarsProcessor, "answerer": AnswererProcessor}
 
 
-def clock_at(bpm: float, start_ns: int, ticks: int, source: str = "daw") -> list[MidiEvent]:
-    """Start, then ``ticks`` MIDI clocks at ``bpm`` from ``start_ns``."""
-    tick_ns = 60e9 / bpm / 24
-    return [MidiEvent(start_ns, source, (START,))] + [
-        MidiEvent(start_ns + round(i * tick_ns), source, (CLOCK,)) for i in range(ticks)]
-
-
 def offline(raw: dict, procs: dict | None = None):
-    """An EngineCore as ``genie play`` builds it (stepped workers, simulated clock), recording
-    what it sends with the simulated time: returns (core, clock, sent list of (ns, msg))."""
-    cfg = parse_config(raw)
-    cfg.midi.send_ahead_ms = 0
-    clock = [0]
-    host = HostRef()
-    slots = []
-    for i, pcfg in enumerate(cfg.processors):
-        proc = (procs or {}).get(pcfg.label) or PLUGINS[pcfg.name]()
-        proc.start(Context(pcfg.label, dict(pcfg.options), seed=i, now_ns=lambda: clock[0], host=host))
-        slots.append(Slot(pcfg, proc))
-    sent: list[tuple[int, tuple[int, ...]]] = []
-    counters = Counters()
-    core = EngineCore(cfg, slots, counters, workers=SteppedWorkers(counters), host=host,
-                      record=lambda d, t, port, msg: sent.append((t, msg)) if d == "out" else None)
-    core.echo_window_ns = 0
-    return core, clock, sent
-
-
-def ons(sent, pitches=None):
-    return [(t, m[1]) for t, m in sent if is_note_on(m) and (pitches is None or m[1] in pitches)]
-
-
-def left_sounding(sent) -> set[int]:
-    sounding: set[int] = set()
-    for _, m in sent:
-        if is_note_on(m):
-            sounding.add(m[1])
-        elif is_note_off(m):
-            sounding.discard(m[1])
-    return sounding
+    return offline_core(raw, {**PLUGINS, **(procs or {})})
 
 
 # ---- the transport ---------------------------------------------------------------------------
