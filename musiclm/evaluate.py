@@ -74,7 +74,7 @@ def run(jsb_relative: Path | None = None, jsb_absolute: Path | None = None, maes
     for name, given in paths.items():
         path = Path(given) if given else default_path(name, runs)
         if path is None or not path.is_file():
-            result["models"][name] = {"missing": str(path) if path else "no shipped file"}
+            result["models"][name] = {"missing": f"not found: {path}" if path else "no shipped file"}
             continue
         model, dataset, length = load_any(path)
         entry: dict[str, Any] = {"file": str(path), "dataset": dataset, "max_len": length}
@@ -120,6 +120,7 @@ def plot_curves(runs: Path, path: Path) -> bool:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, prefix in zip(axes, ("jsb", "maestro")):
+        tops = []
         for name in ARTEFACTS:
             hist = Path(runs) / name / "history.json"
             if not name.startswith(prefix) or not hist.is_file():
@@ -127,6 +128,7 @@ def plot_curves(runs: Path, path: Path) -> bool:
             h = json.loads(hist.read_text())
             tr = [r for r in h if "loss" in r]
             va = [r for r in h if "val_loss" in r]
+            tops += [r["val_loss"] for r in va[1:]]
             line, = ax.plot([r["step"] for r in va], [r["val_loss"] for r in va], "o-", ms=3,
                             label=f"{name} validation")
             ax.plot([r["step"] for r in tr], [r["loss"] for r in tr], lw=0.6, alpha=0.5,
@@ -135,13 +137,14 @@ def plot_curves(runs: Path, path: Path) -> bool:
             if name.startswith(prefix):
                 ax.axhline(v, ls="--", lw=0.8, color="gray")
                 ax.text(0, v, f" paper {name.split('-')[1]} {v}", va="bottom", fontsize=7, color="gray")
+        floor = min(v for n, v in PAPER.items() if n.startswith(prefix)) - 0.15
+        ax.set_ylim(floor, max(tops) + 0.1 if tops else floor + 1.5)
         ax.set_title("JSB Chorales" if prefix == "jsb" else "MAESTRO (ASAP subset)")
         ax.set_xlabel("step")
         ax.set_ylabel("NLL per token (nats)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0].set_ylim(0.2, 1.5)
-    axes[1].set_ylim(1.5, 4.0)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
