@@ -62,6 +62,8 @@ class Slot:
     chain_from: list[str] = field(default_factory=list)  # processors whose outputs it hears
 
     def __post_init__(self) -> None:
+        if midi_buttons.is_default(self.cfg.buttons) and getattr(self.proc, "listens", False):
+            self.cfg.buttons = []  # a processor that listens hears every note as a note
         # note -> button, CC number -> button (daemon.io.midi_buttons)
         self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.cfg.buttons)
         # the engine need not wake for idle calls that do nothing (BaseProcessor's default)
@@ -119,7 +121,7 @@ class HostRef:
 
 
 def _as_outs(piece) -> Iterable[Out]:
-    """A job's piece without an ``on_piece``: an Out, or a list of them."""
+    """A job's piece without an ``on_piece``: an Out, or a list of them (None: nothing yet)."""
     if isinstance(piece, Out):
         return (piece,)
     return piece or ()

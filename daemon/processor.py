@@ -120,6 +120,8 @@ class BaseProcessor:
     defaults: ClassVar[dict[str, Any]] = {}
     model_files: ClassVar[tuple[str, ...]] = ()
     """Packaged artefacts this processor loads, relative to its module; ``genie doctor`` checks them."""
+    listens: ClassVar[bool] = False
+    """True: unless its ``buttons`` are configured, it hears every note as a note (``"none"``)."""
 
     def start(self, ctx: Context) -> None:
         self.ctx = ctx

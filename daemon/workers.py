@@ -31,12 +31,17 @@ log = logging.getLogger("genie.worker")
 
 
 class CancelToken:
-    """Set by ``Handle.cancel``; a job may look at it between steps of its own work."""
+    """Set by ``Handle.cancel``; a job may look at it between steps of its own work.
 
-    __slots__ = ("_event",)
+    ``pause(seconds)`` lets a job that runs ahead of the music wait (live: until the time has
+    passed or the job is cancelled); offline it returns at once, and the job yields ``None``
+    pieces to let the simulated clock move on (each piece is one engine tick there)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_event", "live")
+
+    def __init__(self, live: bool = True) -> None:
         self._event = threading.Event()
+        self.live = live
 
     @property
     def cancelled(self) -> bool:
@@ -44,6 +49,12 @@ class CancelToken:
 
     def set(self) -> None:
         self._event.set()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` (live only); True when cancelled meanwhile."""
+        if self.live and seconds > 0:
+            return self._event.wait(seconds)
+        return self.cancelled
 
 
 Job = Callable[[CancelToken], Iterable[Any]]
@@ -53,11 +64,11 @@ PieceHandler = Callable[[Any], Iterable[Out] | None]
 class Handle:
     """A submitted job: ``cancel()`` it when the musician plays again; ``done()`` once it ended."""
 
-    def __init__(self, job: Job, owner: str, on_piece: PieceHandler | None = None) -> None:
+    def __init__(self, job: Job, owner: str, on_piece: PieceHandler | None = None, live: bool = True) -> None:
         self.job = job
         self.owner = owner
         self.on_piece = on_piece
-        self.token = CancelToken()
+        self.token = CancelToken(live)
         self._finished = threading.Event()
         self.pieces = 0  # produced so far
 
@@ -217,7 +228,7 @@ class SteppedWorkers:
         self._running: list[tuple[Handle, Iterator[Any]]] = []
 
     def submit(self, owner: str, job: Job, on_piece: PieceHandler | None = None) -> Handle:
-        handle = Handle(job, owner, on_piece)
+        handle = Handle(job, owner, on_piece, live=False)
         self._running.append((handle, _pieces(handle, self._counters)))
         return handle
 

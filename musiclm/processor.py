@@ -13,7 +13,8 @@ in flight at a time and the next takes whatever arrived meanwhile.
 
 Answering. After ``silence_ms`` with no key held (or on any button, or ``answer_cc``), an answer
 job samples from the cache (``temperature``, ``top_p``), at most ``polyphony`` notes at once,
-the first time shift capped at ``first_gap_ms`` so the answer starts promptly. Each note goes to
+the first time shift capped at ``first_gap_ms`` so the answer starts promptly (``lead_ms`` after
+the trigger: time to sample the first notes). Each note goes to
 the scheduler as soon as it is sampled, ahead of the playhead by at most ``lookahead_s`` (the job
 waits beyond that). It ends after ``length_s`` or ``length_notes``; a note whose note-off does not
 come is ended after ``max_note_s``.
@@ -78,7 +79,8 @@ class MusicLMProcessor(BaseProcessor):
         "temperature": 1.0,
         "top_p": 0.95,
         "polyphony": 8,  # notes sounding at once, at most
-        "first_gap_ms": 200.0,  # the answer's first note comes at most this long after the silence
+        "lead_ms": 40.0,  # the answer starts this long after its trigger (time to sample the first notes)
+        "first_gap_ms": 200.0,  # ... and its first note comes at most this long after that
         "max_note_s": 4.0,  # a note held longer is ended
         "max_gap_s": 2.0,  # a longer pause in the playing is heard as this long
         "lookahead_s": 1.0,  # how far ahead of the playhead the answer is sampled
@@ -204,7 +206,7 @@ class MusicLMProcessor(BaseProcessor):
             return  # an answer plays, or the model has not heard everything yet (next idle call)
         self.new_since_answer = False
         self.answers += 1
-        start_ns = now_ns
+        start_ns = now_ns + round(self.options["lead_ms"] * MS)
         job = self._answer_job(self.logits, self.cache, self.position, start_ns,
                                np.random.default_rng(self.rng.integers(1 << 62)))
         self.answer_end_ns = now_ns
