@@ -9,9 +9,11 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
+from daemon.events import CLOCK, START, now_ns
 from daemon.events import is_note_off as is_off
 from daemon.events import is_note_on as is_on
 from daemon.io.loopback import GenieProcess, PortClient
@@ -164,3 +166,39 @@ class Rig:
 
 def genie_cmd(*args: str, config: Path | None = None) -> list[str]:
     return [sys.executable, "-m", "daemon", *(["--config", str(config)] if config else []), *args]
+
+
+class Daw(threading.Thread):
+    """Sends MIDI clock at ``bpm`` on its own thread, against absolute times (no drift); keeps
+    the time each clock was sent. ``ticks`` clocks, then it stops sending (or ``stop()``)."""
+
+    def __init__(self, client, bpm: float, ticks: int, start_msg=START) -> None:
+        super().__init__(daemon=True)
+        self.client, self.bpm, self.ticks, self.start_msg = client, bpm, ticks, start_msg
+        self.sent: list[int] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        tick_ns = 60e9 / self.bpm / 24
+        t0 = now_ns() + 20_000_000
+        for i in range(self.ticks):
+            due = t0 + round(i * tick_ns)
+            while (left := due - now_ns()) > 0:
+                time.sleep(min(left / 1e9, 0.005))
+            if self.halt.is_set():
+                return
+            if i == 0 and self.start_msg is not None:
+                self.client.send((self.start_msg,))
+            self.sent.append(self.client.send((CLOCK,)))
+
+
+def drain(client, quiet_s: float = 0.6, limit_s: float = 20.0):
+    """Everything the client receives until ``quiet_s`` passes with nothing (time, message)."""
+    out = []
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        got = client.expect(1, quiet_s)
+        if not got:
+            break
+        out += got
+    return out
