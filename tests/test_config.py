@@ -100,3 +100,17 @@ def test_doctor_exits_non_zero_when_it_finds_a_problem(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert "[FAIL]" in r.stdout and "midi.api" in r.stdout
     assert r.returncode == 1
+
+
+def test_the_readmes_processor_examples_parse():
+    """The [[processor]] examples of the Drums and Call and response sections, as written."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "drumvae" in b or "musiclm" in b]
+    assert len(blocks) == 2
+    for block in blocks:
+        cfg = parse_config(tomllib.loads(block))
+        assert {p.name for p in cfg.processors} & {"drumvae", "musiclm"}
