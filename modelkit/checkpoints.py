@@ -43,7 +43,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: not found")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        # TorchVersion: a str subclass older checkpoints hold (``torch.__version__`` as saved)
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several kinds for a corrupt or foreign file
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         why = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(exc).__name__)

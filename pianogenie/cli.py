@@ -52,6 +52,17 @@ def train_cmd(out, baseline, steps, max_minutes, batch_size, lr, seed, ckpt_ever
     out = out or DEFAULT_RUN / ("baseline" if baseline else "model")
     if checkpoint_path(out).is_file():  # the run's own settings win; only where and how long change
         cfg = TrainConfig.from_dict(load_checkpoint(checkpoint_path(out))["config"])
+        ctx = click.get_current_context()
+        given = {"batch_size": batch_size, "lr": lr, "seed": seed, "ckpt_every": ckpt_every,
+                 "baseline": baseline}
+        saved = {"batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+                 "ckpt_every": cfg.ckpt_every, "baseline": cfg.model.num_buttons == 0}
+        ignored = [k for k, v in given.items()
+                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and saved[k] != v]
+        if ignored:
+            logging.getLogger("genie.pianogenie").warning(
+                "resuming %s: its own %s stay; ignoring --%s", out, ", ".join(ignored),
+                ", --".join(k.replace("_", "-") for k in ignored))
         cfg.out_dir, cfg.steps, cfg.max_minutes, cfg.threads = str(out), steps, max_minutes, threads
     else:
         cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8),

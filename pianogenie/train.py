@@ -54,9 +54,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        d["model"] = PianoGenieConfig(**d.get("model", {}))
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """Strict: an unknown key (a typo, a config of another model) is an error."""
+        from modelkit.configs import from_dict
+
+        return from_dict(cls, d, "training config")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +97,10 @@ def checkpoint_path(out_dir: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    return torch.load(str(path), map_location="cpu", weights_only=False)
+    """Tensors and plain data only (``modelkit.checkpoints``): a checkpoint runs no code."""
+    from modelkit.checkpoints import load_checkpoint as load
+
+    return load(path)
 
 
 def model_from_checkpoint(ckpt: dict) -> PianoGenie:
@@ -212,7 +216,7 @@ def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: boo
                 "model_args": asdict(cfg.model), "config": cfg.to_dict(), "history": history,
                 "wall_time_s": wall_s, "rng": {"torch": torch.get_rng_state()},
                 "split": perf.meta.get("split_rule", ""), "data": perf.meta.get("counts", {}),
-                "torch": torch.__version__}
+                "torch": str(torch.__version__)}
         if rank == 0:
             _save(ckpt, ckpt_file)
         return ckpt

@@ -119,6 +119,34 @@ def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_controllers(result))
 
 
+@bench.command()
+@server_options
+@click.option("--processor", "-p", "processor", metavar="NAME", required=True,
+              help="The clocked processor to time (e.g. drumvae).")
+@click.option("--bpm", default=120.0, show_default=True, type=click.FloatRange(20, 400))
+@click.option("--bars", default=16, show_default=True, type=click.IntRange(2), help="Bars per run.")
+@click.option("--repeats", default=2, show_default=True, type=click.IntRange(1))
+@json_option
+def clock(period: int, rate: int, processor: str, bpm: float, bars: int, repeats: int, as_json: bool) -> None:
+    """A clocked processor's notes against their due times on the DAW's clock, through JACK.
+
+    A probe sends MIDI clock (and Start, Stop) into genie run with the processor (clock = true);
+    the same clock played offline says when each note is due; the jitter of the notes' arrival
+    around their due times is compared with a plain client's sending at the same times
+    (target: p99 at most 0.5 ms above it)."""
+    from daemon.bench.clocked import format_clocked, run_clocked
+    from daemon.io.jack import jackd_available
+    from daemon.processor import ProcessorError, available
+
+    if not jackd_available():
+        raise click.ClickException("jackd is not installed (apt-get install jackd2)")
+    if processor not in available():
+        raise ProcessorError(f"no processor named {processor!r} (available: {', '.join(sorted(available()))})")
+    result = measure("genie bench clock", (bars * 4 + 1) * repeats, as_json, run_clocked,
+                     processor=processor, bpm=bpm, bars=bars, period=period, rate=rate, repeats=repeats)
+    click.echo(json.dumps(_clean(result), indent=1) if as_json else format_clocked(result))
+
+
 def measure(label: str, total: int, as_json: bool, fn, **kwargs) -> dict:
     """Run a benchmark function with a progress bar on stderr (none with --json); stdout stays
     the result's, and its RuntimeError becomes a one-line error."""
