@@ -16,7 +16,7 @@ from pathlib import Path
 from daemon.events import CLOCK, START, now_ns
 from daemon.events import is_note_off as is_off
 from daemon.events import is_note_on as is_on
-from daemon.io.loopback import GenieProcess, PortClient
+from daemon.rigs.loopback import GenieProcess, PortClient
 
 PLUGINS = Path(__file__).parent / "plugins"
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
@@ -149,7 +149,7 @@ class Rig:
     def _settle(self, timeout_s: float = 3.0) -> None:
         """Wait until the stopped daemons' ports are gone from the server before our clients
         close: their exit changes the graph, and closing a port while JACK still announces that
-        change can crash libjack (see ``daemon.io.loopback.GRAPH_QUIET_S``)."""
+        change can crash libjack (see ``daemon.rigs.loopback.GRAPH_QUIET_S``)."""
         if not self.clients:
             return
         ours = tuple(c.name for c in self.clients)

@@ -61,7 +61,7 @@ def test_the_benchmarks_gamepad_plays_what_the_gamepad_stream_expects(tmp_path):
     import tomllib
 
     from daemon.bench.controllers import PadProbe
-    from daemon.io.fifo_input import XBOX_360, FifoWriter, open_fifo_device
+    from daemon.rigs.fifo_input import XBOX_360, FifoWriter, open_fifo_device
     from daemon.io.gamepad import GamepadSource
 
     cfg = parse_config(tomllib.loads(bc._genie_config(tmp_path).read_text()))

@@ -12,7 +12,7 @@ import os
 import pytest
 from jack_helpers import NOTE_OFF, NOTE_ON, config_text, running
 
-from daemon.io.loopback import GenieProcess, PortClient
+from daemon.rigs.loopback import GenieProcess, PortClient
 from daemon.workers import realtime_allowed
 
 

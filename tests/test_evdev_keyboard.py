@@ -4,7 +4,7 @@ one ``genie run`` on real JACK ports reading a keyboard from a FIFO device.
 
 The parser is fed real ``evdev.InputEvent``s as a keyboard sends them (``EV_MSC MSC_SCAN``, then
 ``EV_KEY``, then ``SYN_REPORT``); the device path reads ``struct input_event`` bytes from a pipe
-(``PipePad`` of test_gamepad) or a FIFO device (``daemon.io.fifo_input``).
+(``PipePad`` of test_gamepad) or a FIFO device (``daemon.rigs.fifo_input``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from daemon.io import evdev_devices
 from daemon.io import evdev_keyboard as kb
 from daemon.io import gamepad as g
 from daemon.io.evdev_devices import EvdevSource
-from daemon.io.fifo_input import KEYBOARD, XBOX_360, FifoWriter, describe, open_fifo_device
+from daemon.rigs.fifo_input import KEYBOARD, XBOX_360, FifoWriter, describe, open_fifo_device
 from daemon.io.keyboard import TerminalKeyboard
 
 MS = 1_000_000

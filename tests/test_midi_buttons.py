@@ -227,7 +227,7 @@ def test_learn_midi_through_a_real_port_then_genie_run_plays_the_map(rig, tmp_pa
 
     from daemon.io.child import start_child, stop_child
     from daemon.io.jack import wait_connected
-    from daemon.io.loopback import GenieProcess
+    from daemon.rigs.loopback import GenieProcess
 
     state = {"STATE_DIRECTORY": str(tmp_path / "state")}
     ctl = rig.client(target_in=None, target_out=None)  # the controller: its own output port

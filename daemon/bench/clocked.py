@@ -104,7 +104,7 @@ def run_clocked(processor: str, bpm: float = 120.0, bars: int = 16, period: int 
                 status: Callable[[str], None] | None = None) -> dict:
     """Run the benchmark on a private JACK server; returns the figures as a plain dict."""
     from daemon.io.jack import DummyServer, server_info
-    from daemon.io.loopback import GenieProcess, PortClient
+    from daemon.rigs.loopback import GenieProcess, PortClient
     from daemon.workers import realtime_allowed
 
     say = status or (lambda msg: None)

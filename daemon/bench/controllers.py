@@ -19,7 +19,7 @@ one gamepad, and five targets, alternated per repeat:
   report -> the daemon's evdev device loop (layout detection, ``PadParser``, the engine's queue)
   -> processor -> note.
 
-The gamepad is a FIFO device (``daemon.io.fifo_input``, through ``genie run``'s hidden
+The gamepad is a FIFO device (``daemon.rigs.fifo_input``, through ``genie run``'s hidden
 ``--evdev-fifo-dir``): this machine has no ``/dev/input``, and no program can make a kernel event
 node without uinput rights. Everything from the bytes on is the daemon's real gamepad code; what is
 not measured is the kernel's part (USB polling, usually 1-8 ms, and the HID driver), which the
@@ -54,7 +54,7 @@ from daemon.bench.latency import (
     spread,
     summarize,
 )
-from daemon.io.fifo_input import XBOX_360, FifoWriter
+from daemon.rigs.fifo_input import XBOX_360, FifoWriter
 
 SERVER_NAME = "genie-bench-ctl"
 PROBE_NAME = "bench controller"
@@ -194,7 +194,7 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
     With ``model`` (a processor name, e.g. ``pianogenie``), a second daemon runs that processor
     and the target ``model`` times note-button presses through it, against the same floors."""
     from daemon.io.jack import DummyServer, server_info
-    from daemon.io.loopback import GenieProcess, PortClient
+    from daemon.rigs.loopback import GenieProcess, PortClient
 
     say = status or (lambda msg: None)
     labels = dict(LABELS)

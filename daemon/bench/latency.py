@@ -364,7 +364,7 @@ class BusyNeighbour:
 def _genie(workdir: Path, name: str, client: str, in_port: str, out_port: str,
            busy: bool):
     """A ``genie run -p thru`` on JACK with its own names (and its own pidfile)."""
-    from daemon.io.loopback import GenieProcess
+    from daemon.rigs.loopback import GenieProcess
 
     config = workdir / f"{name}.toml"
     config.write_text(f'[midi]\napi = "jack"\nclient_name = "{client}"\n'
@@ -389,7 +389,7 @@ def run_latency(period: int = 64, rate: int = 48000, n: int = 2000, repeats: int
                 status: Callable[[str], None] | None = None) -> dict:
     """Run the whole benchmark on a private JACK server; returns the figures as a plain dict."""
     from daemon.io.jack import server_info
-    from daemon.io.loopback import PortClient
+    from daemon.rigs.loopback import PortClient
 
     say = status or (lambda msg: None)
     runs: dict[str, list[dict]] = {key: [] for key in LABELS}

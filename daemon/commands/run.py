@@ -82,7 +82,7 @@ def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
               help="Keep a worker thread busy (for latency benchmarks).")
 @click.option("--evdev-fifo-dir", hidden=True, type=click.Path(file_okay=False, exists=True),
               help="Tests and benchmarks only: read evdev devices from FIFOs in this directory "
-                   "instead of /dev/input (daemon.io.fifo_input).")
+                   "instead of /dev/input (daemon.rigs.fifo_input).")
 @click.pass_obj
 def run(state, processor, inputs, output, api, connect, record, keyboard, headless,
         stress_worker, evdev_fifo_dir) -> None:
@@ -185,14 +185,14 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
     """Decide and build the keyboard, gamepad and SDL sources the config asks for.
 
     ``evdev_fifo_dir`` (tests and benchmarks only): evdev devices are FIFOs in that directory
-    (``daemon.io.fifo_input``) instead of the nodes in /dev/input."""
+    (``daemon.rigs.fifo_input``) instead of the nodes in /dev/input."""
     from daemon.io.evdev_devices import EvdevSource, GamepadUnavailable, evdev_available
     from daemon.io.gamepad import GamepadKind
 
     kb, pad = cfg.keyboard, cfg.gamepad
     dev_dir, opener = "/dev/input", None
     if evdev_fifo_dir:
-        from daemon.io.fifo_input import open_fifo_device
+        from daemon.rigs.fifo_input import open_fifo_device
 
         dev_dir, opener = evdev_fifo_dir, open_fifo_device
     have_dir = os.path.isdir(dev_dir)  # "auto" needs it; "on" waits for devices to appear

@@ -119,7 +119,7 @@ def event_clock_offset(dev: Any) -> int:
     """What to add to this device's event stamps to put them on the daemon's clock.
 
     A kernel node is asked for CLOCK_MONOTONIC stamps (``EVIOCSCLOCKID``); a device that stamps
-    its events itself (``daemon.io.fifo_input``, for tests and benchmarks) names its clock in
+    its events itself (``daemon.rigs.fifo_input``, for tests and benchmarks) names its clock in
     ``clock_id``."""
     clock = getattr(dev, "clock_id", None)
     if clock is not None:

@@ -78,7 +78,7 @@ def event_time_ns(ev: Any) -> int:
 
 class RawEvent(NamedTuple):
     """An input event with the fields of ``evdev.InputEvent``, where python-evdev is missing (the
-    FIFO devices of ``daemon.io.fifo_input`` need no python-evdev)."""
+    FIFO devices of ``daemon.rigs.fifo_input`` need no python-evdev)."""
 
     sec: int
     usec: int
