@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_PACKAGES = {"pianogenie", "drumvae", "musiclm"}
+MODEL_PACKAGES = {"markov", "pianogenie", "drumvae", "musiclm"}
 ALLOWED_FOR_MODELS = {"daemon.processor", "daemon.runtime", "daemon.events"}
 # modules of the contract that daemon.processor re-exports; leaves that import only daemon.events
 CONTRACT_PARTS = {"daemon.transport"}

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from daemon.events import NOTE_OFF, NOTE_ON, ButtonEvent, MidiEvent, Out
 from daemon.processor import Context, ProcessorError
-from daemon.processors import markov_model as mm
-from daemon.processors.markov import MarkovProcessor
+from markov import model as mm
+from markov.processor import MarkovProcessor
 
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 
@@ -444,6 +444,6 @@ def test_train_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, daemon.commands.train, daemon.processors.markov; "
+    code = ("import sys, daemon.commands.train, markov.cli, markov.processor; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,6 +1,6 @@
 """``markov``: each button press plays the next note of a bigram Markov melody.
 
-The button picks the direction and size of the step (see ``markov_model.BUTTON_INTERVALS``: 0-3 go
+The button picks the direction and size of the step (see ``markov.model.BUTTON_INTERVALS``: 0-3 go
 down, furthest first, 4-7 go up); the model picks the pitch within that window, given the note
 before. A note played on a keyboard (not a mapped button) becomes the note before, so the melody
 carries on from what the musician played. No torch: the model is a 128x128 table of counts.
@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from daemon.events import NOTE_OFF, NOTE_ON, ButtonEvent, Event, MidiEvent, Out
 from daemon.processor import BaseProcessor, Context, ProcessorError, package_file
-from daemon.processors.markov_model import N_BUTTONS, BigramModel, load
+from markov.model import N_BUTTONS, BigramModel, load
 
 log = logging.getLogger("genie.markov")
 

@@ -1,0 +1,1 @@
+"""The markov processor: a bigram Markov melody model (the seed's simplest language model)."""
