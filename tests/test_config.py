@@ -62,13 +62,32 @@ def test_cli_missing_config_file(tmp_path, monkeypatch, capsys):
     assert code == 2 and "file not found" in err
 
 
+def _tune(path):
+    import mido
+
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=90, time=0),
+                                      mido.Message("note_off", note=60, time=240)]))
+    mid.save(path)
+    return path
+
+
 def test_unknown_processor_is_one_line(tmp_path, monkeypatch, capsys):
     path = tmp_path / "genie.toml"
     path.write_text("[[processor]]\nname = 'nosuch'\n[midi]\napi = 'jack'\n")
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "genie-none-running")
-    code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "play", "x.mid",
+    code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "play", str(_tune(tmp_path / "x.mid")),
                                                 "--out", str(tmp_path / "o.mid")])
-    assert code != 0 and err.strip().count("\n") == 0
+    assert code == 2 and err.strip().count("\n") == 0 and "nosuch" in err
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_a_missing_model_file_is_one_line(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "genie.toml"
+    path.write_text("[[processor]]\nname = 'markov'\noptions = { weights = '/nonexistent/markov.json' }\n")
+    code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "play", str(_tune(tmp_path / "x.mid")),
+                                                "--out", str(tmp_path / "o.mid")])
+    assert code == 2 and err.strip().count("\n") == 0 and "/nonexistent/markov.json" in err
 
 
 def test_help_lists_every_command():

@@ -149,18 +149,33 @@ def test_warm_up_calls_the_step_n_times():
 def test_warm_up_runs_a_loaded_model(tmp_path):
     _, path = scripted_file(tmp_path)
     model = runtime.load_model(path)
-    x, state = torch.zeros(1, 4), torch.zeros(1, 3)
+    module, _ = scripted_file(tmp_path)
+    x, state = torch.ones(1, 4), torch.zeros(1, 3)
+    calls = []
+
+    def step():
+        nonlocal state
+        calls.append(1)
+        _, state = model(x, state)
+        return state
+
     with torch.no_grad():
-        _, final_state = runtime.warm_up(lambda: model(x, state), 3)
-    assert final_state.shape == (1, 3)
+        final_state = runtime.warm_up(step, 3)
+        expected = torch.zeros(1, 3)
+        for _ in range(3):
+            _, expected = module(x, expected)
+    assert len(calls) == 3
+    torch.testing.assert_close(final_state, expected)  # three real steps of the loaded model
 
 
 def test_freeze_gc_moves_live_objects_to_the_permanent_generation():
     gc.unfreeze()
     try:
-        kept = [object() for _ in range(100)]
+        kept = [[i] for i in range(100)]  # containers: objects the collector tracks
+        assert all(gc.is_tracked(k) for k in kept)
         runtime.freeze_gc()
-        assert gc.get_freeze_count() > len(kept)
-        assert sum(gc.get_count()) < 50  # a collection just ran
+        collected = {id(o) for generation in range(3) for o in gc.get_objects(generation)}
+        assert not any(id(k) in collected for k in kept)  # frozen: out of every generation
+        assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()

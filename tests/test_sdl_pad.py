@@ -91,9 +91,13 @@ def test_virtual_controller_press_release_and_detach(engine_and_source):
 
 
 def test_the_source_thread_starts_and_stops():
+    import threading
+
     posted = []
     src = sp.SdlGamepadSource(posted.append)
     src.start()
+    assert any(t.name == "genie-sdl" and t.is_alive() for t in threading.enumerate())
     src.stop()
+    assert not any(t.name == "genie-sdl" for t in threading.enumerate())
     src.stop()  # idempotent
     assert posted == []
