@@ -77,6 +77,7 @@ TARGETS = (
 )
 LABELS = dict(TARGETS)
 MODEL_PORTS = ("Genie model in", "Genie model out")  # the second daemon, when a model is measured
+BUSY_PORTS = ("Genie busy in", "Genie busy out")  # the third: the model beside a busy neighbour
 
 Step = tuple[tuple[int, ...], tuple[bool, int]]
 """(message to send, or for the gamepad the (type, code, value) of its input event; (note on?,
@@ -94,7 +95,7 @@ def stream(kind: str) -> Iterator[Step]:
         elif kind == "gamepad":
             code, b = PAD_BUTTONS[(i // 2) % len(PAD_BUTTONS)]
             yield (EV_KEY, code, 1 if on else 0), (on, PLAYS[b])
-        elif kind in ("notes", "model"):
+        elif kind in ("notes", "model", "model_busy"):
             b = (i // 2) % len(NOTE_BUTTONS)
             pitch = NOTE_BUTTONS[b]
             # A model picks its own pitch: any note-on answers a press, any note-off a release.
@@ -110,7 +111,7 @@ def releases(kind: str) -> list[tuple[int, ...]]:
     """Messages that let go of every control of a stream (after a lost reply)."""
     if kind == "cc":
         return [(0xB0, cc, 0) for cc in CC_BUTTONS]
-    if kind in ("notes", "model"):
+    if kind in ("notes", "model", "model_busy"):
         return [(0x80, p, 0) for p in NOTE_BUTTONS]
     if kind == "gamepad":
         return [(EV_KEY, code, 0) for code, _ in PAD_BUTTONS]
@@ -170,15 +171,24 @@ def measure(probe, n: int, period_s: float, rng: random.Random, steps: Iterator[
     return samples, lost, stray
 
 
-def _genie_config(workdir: Path, model: str | None = None) -> Path:
+def _genie_config(workdir: Path, model: str | None = None, neighbour: str | None = None,
+                  neighbour_options: str = "") -> Path:
+    """The daemon's config: thru, or ``model`` (on its own ports); with ``neighbour``, a second
+    processor in the same daemon that hears the model's notes (a chain) and plays on a port of
+    its own, keeping its worker busy while the model's presses are timed."""
     buttons = ", ".join([*map(str, NOTE_BUTTONS), *(f'"cc:{c}"' for c in CC_BUTTONS)])
-    path = workdir / f"controllers-{model or 'thru'}.toml"
-    ports = (f'input_port = "{MODEL_PORTS[0]}"\n', f'output = "{MODEL_PORTS[1]}"\n') if model \
-        else ("", "")
-    processor = (f'name = "{model}"\n' if model else
+    tag = f"{model or 'thru'}{'-busy' if neighbour else ''}"
+    path = workdir / f"controllers-{tag}.toml"
+    names = BUSY_PORTS if neighbour else MODEL_PORTS
+    ports = (f'input_port = "{names[0]}"\n', f'output = "{names[1]}"\n') if model else ("", "")
+    processor = (f'name = "{model}"\nlabel = "model"\n' if model else
                  f'name = "thru"\noptions = {{ notes = {list(PLAYS)} }}\n')
+    if neighbour:
+        processor += (f'\n[[processor]]\nname = "{neighbour}"\nlabel = "neighbour"\n'
+                      f'inputs = ["model"]\noutput = "Genie neighbour"\n'
+                      f'options = {{ {neighbour_options} }}\n')
     # echo_window_ms = 0: the probe is a controller, not a DAW echoing Genie's output
-    path.write_text(f'[midi]\napi = "jack"\nclient_name = "Genie bench {model or "ctl"}"\n'
+    path.write_text(f'[midi]\napi = "jack"\nclient_name = "Genie bench {tag}"\n'
                     f'echo_window_ms = 0\n{ports[0]}\n[keyboard]\nenabled = "off"\n\n'
                     f'[gamepad]\nenabled = "{"off" if model else "on"}"\nsdl = "off"\n\n'
                     f'[[processor]]\n{ports[1]}buttons = [{buttons}]\n{processor}')
@@ -188,11 +198,14 @@ def _genie_config(workdir: Path, model: str | None = None) -> Path:
 def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats: int = 3,
                     seed: int = 0, progress: Callable[[int], None] | None = None,
                     status: Callable[[str], None] | None = None,
-                    model: str | None = None) -> dict:
+                    model: str | None = None, neighbour: str | None = None,
+                    neighbour_options: str = "") -> dict:
     """Run the benchmark on a private JACK server; returns the figures as a plain dict.
 
     With ``model`` (a processor name, e.g. ``pianogenie``), a second daemon runs that processor
-    and the target ``model`` times note-button presses through it, against the same floors."""
+    and the target ``model`` times note-button presses through it, against the same floors. With
+    ``neighbour`` too, a third daemon runs the model beside that processor (hearing the model's
+    notes, its own worker busy), and ``model_busy`` times the same presses there."""
     from daemon.io.jack import DummyServer, server_info
     from daemon.rigs.loopback import GenieProcess, PortClient
 
@@ -200,6 +213,8 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
     labels = dict(LABELS)
     if model:
         labels["model"] = f"genie run -p {model}: press -> note"
+    if model and neighbour:
+        labels["model_busy"] = f"  ... beside a busy {neighbour}"
     runs: dict[str, list[dict]] = {key: [] for key in labels}
     samples_ms: dict[str, list[float]] = {key: [] for key in labels}
     with tempfile.TemporaryDirectory(prefix="genie-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -228,6 +243,11 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
             model_genie = GenieProcess(["-p", model, "--api", "jack"], env=env,
                                        config=str(_genie_config(Path(tmp), model))).start()
             stack.callback(model_genie.stop)
+        if model and neighbour:
+            say(f"starting genie run -p {model} beside {neighbour}")
+            busy_genie = GenieProcess(["--api", "jack"], env=env, config=str(
+                _genie_config(Path(tmp), model, neighbour, neighbour_options))).start()
+            stack.callback(busy_genie.stop)
         probe = PortClient(PROBE_NAME, target_in=None, target_out=None)
         stack.callback(probe.close)
         play, listen = f"{PROBE_NAME} play:play", f"{PROBE_NAME} listen:listen"
@@ -238,7 +258,9 @@ def run_controllers(period: int = 64, rate: int = 48000, n: int = 1000, repeats:
                  "thru": genie_wires, "notes": genie_wires, "cc": genie_wires,
                  "gamepad": [("Genie out:Genie out", listen)],
                  "model": [(play, f"{MODEL_PORTS[0]}:{MODEL_PORTS[0]}"),
-                           (f"{MODEL_PORTS[1]}:{MODEL_PORTS[1]}", listen)]}
+                           (f"{MODEL_PORTS[1]}:{MODEL_PORTS[1]}", listen)],
+                 "model_busy": [(play, f"{BUSY_PORTS[0]}:{BUSY_PORTS[0]}"),
+                                (f"{BUSY_PORTS[1]}:{BUSY_PORTS[1]}", listen)]}
         rng = random.Random(seed)
         streams = {key: stream(key) for key in labels}
         log.skip()
@@ -305,6 +327,7 @@ def report(runs: dict[str, list[dict]], samples_ms: dict[str, list[float]], *, n
         "targets": targets,
         "minus_thru": {key: versus(key, "thru") for key in ("notes", "cc", "gamepad", "model")
                        if key in runs},
+        "busy_minus_idle": versus("model_busy", "model") if "model_busy" in runs else None,
         "minus_b": {key: versus(key, "b") for key in ("thru", "notes", "cc", "gamepad", "model")
                     if key in runs},
         "minus_is": "median over repeats of (run - the same repeat's floor run)",
@@ -332,4 +355,9 @@ def format_controllers(r: dict) -> str:
     for key, v in r["minus_b"].items():
         lines.append(f"{labels[key]} - b (Python floor): p50 {v['p50']:+.3f} ms, p99 "
                      f"{v['p99']:+.3f} ms")
+    v = r.get("busy_minus_idle")
+    if v:
+        lines.append(f"model beside a busy neighbour - model alone: p50 {v['p50']:+.3f} ms, p99 "
+                     f"{v['p99']:+.3f} ms (median over repeats); target p99 <= 0.5 ms: "
+                     f"{'PASS' if v['p99'] <= 0.5 else 'FAIL'}")
     return "\n".join(lines)

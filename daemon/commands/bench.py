@@ -91,8 +91,15 @@ def latency(period: int, rate: int, n: int, repeats: int, seed: int, realtime: b
 @click.option("--processor", "-p", "processor", metavar="NAME", default=None,
               help="Also time note-button presses through a second Genie playing this processor "
                    "(e.g. pianogenie), against the same floors.")
+@click.option("--neighbour", metavar="NAME", default=None,
+              help="With --processor: also time the presses through a Genie that runs that "
+                   "processor beside NAME, which hears its notes (a chain) and keeps its own "
+                   "worker busy (e.g. musiclm answering); target: p99 within 0.5 ms of the "
+                   "processor alone.")
+@click.option("--neighbour-options", metavar="TOML", default="",
+              help='The neighbour\'s options, as inside a TOML inline table (e.g. "silence_ms = 50.0").')
 def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json: bool,
-                processor: str | None) -> None:
+                processor: str | None, neighbour: str | None, neighbour_options: str) -> None:
     """Button press to note out, p50/p99, against the thru floor (MIDI controllers, gamepads).
 
     Note buttons and CC buttons into a genie run -p thru, timed from each message's send stamp
@@ -106,16 +113,18 @@ def controllers(period: int, rate: int, n: int, repeats: int, seed: int, as_json
 
     if not jackd_available():
         raise click.ClickException("jackd is not installed (apt-get install jackd2)")
-    if processor:
-        from daemon.processor import ProcessorError, available
+    if neighbour and not processor:
+        raise click.BadParameter("needs --processor", param_hint="--neighbour")
+    from daemon.processor import ProcessorError, available
 
-        if processor not in available():
-            raise ProcessorError(f"no processor named {processor!r} (available: "
+    for name in filter(None, (processor, neighbour)):
+        if name not in available():
+            raise ProcessorError(f"no processor named {name!r} (available: "
                                  f"{', '.join(sorted(available()))})")
-    targets = len(TARGETS) + (1 if processor else 0)
+    targets = len(TARGETS) + (1 if processor else 0) + (1 if neighbour else 0)
     result = measure("genie bench controllers", targets * n * repeats, as_json,
                      run_controllers, period=period, rate=rate, n=n, repeats=repeats, seed=seed,
-                     model=processor)
+                     model=processor, neighbour=neighbour, neighbour_options=neighbour_options)
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_controllers(result))
 
 
