@@ -402,6 +402,13 @@ class EngineCore:
         log.info("switched to processor %s", self.slots[index].label)
 
     def _end_slot(self, slot: Slot, now_ns: int) -> None:
+        # The processor hears the release of every button it holds (their notes end below): a
+        # button held across a switch must not look held to it when it plays again.
+        for source, button in list(slot.held_buttons):
+            try:
+                list(slot.proc.on_event(ButtonEvent(now_ns, source, button, False)) or ())
+            except Exception as exc:  # noqa: BLE001 - its notes end anyway
+                log.debug("processor %s raised on a release at switch: %s", slot.label, exc)
         slot.held_buttons.clear()
         sent = self.scheduler.release(slot.label)
         sent += [(slot.cfg.output, (CONTROL_CHANGE | (slot.cfg.out_channel - 1), CC_SUSTAIN, 0)),
@@ -414,13 +421,33 @@ class EngineCore:
         for slot in self.slots:
             self._tell(slot, Ending.ALL_NOTES_OFF)
 
+    def output_channels(self) -> set[tuple[str, int]]:
+        """(port, channel 0-15) every processor may play on: its out_channel and the channels
+        it names itself (``output_channels()``, e.g. drums on 10)."""
+        out = set()
+        for slot in self.slots:
+            out.add((slot.cfg.output, slot.cfg.out_channel - 1))
+            named = getattr(slot.proc, "output_channels", None)
+            for ch in (named() if callable(named) else ()):
+                if 1 <= ch <= 16:
+                    out.add((slot.cfg.output, ch - 1))
+        return out
+
+    def clear_outputs(self) -> list[Sent]:
+        """Sustain off and all-notes-off on every channel Genie may use: at start-up, a synth may
+        still sound notes of a Genie that crashed (SIGKILL, power loss)."""
+        chans = sorted(self.output_channels())
+        return ([(port, (CONTROL_CHANGE | ch, CC_SUSTAIN, 0)) for port, ch in chans]
+                + [(port, (CONTROL_CHANGE | ch, CC_ALL_NOTES_OFF, 0)) for port, ch in chans])
+
     def panic(self, now_ns: int) -> None:
-        """Note-offs for everything sounding, sustain off, all-notes-off; queues emptied."""
+        """Note-offs for everything sounding, sustain off, all-notes-off (on every channel used
+        and every channel the processors may use); queues emptied."""
         for slot in self.slots:
             slot.held_buttons.clear()
         self._held_buttons.clear()
         self.counters.add("panics")
-        self._emit(self.scheduler.panic(), now_ns)
+        self._emit(self.scheduler.panic(self.output_channels()), now_ns)
         for slot in self.slots:
             self._tell(slot, Ending.PANIC)
         log.warning("panic: all notes off")

@@ -117,6 +117,7 @@ class Engine:
     def _run(self) -> None:
         core = self.core
         self._choose_polling()
+        self._send(core.clear_outputs())  # notes a crashed Genie left sounding end now
         try:
             while not self._stopping.is_set():
                 now = now_ns()

@@ -154,6 +154,11 @@ class BaseProcessor:
     def on_release(self, reason: str) -> None:
         pass
 
+    def output_channels(self) -> Iterable[int]:
+        """Channels (1-16) it plays on besides its slot's ``out_channel`` (``keep_channel``
+        outputs): panic and start-up clear them too."""
+        return ()
+
     def stop(self) -> None:
         pass
 

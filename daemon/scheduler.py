@@ -218,11 +218,13 @@ class Scheduler:
             out += self._tapped(processor, self.ledger.release(processor))
         return out
 
-    def panic(self) -> list[Sent]:
-        """Explicit note-offs, then sustain off, then all-notes-off on every channel used."""
+    def panic(self, channels: set[tuple[str, int]] | None = None) -> list[Sent]:
+        """Explicit note-offs, then sustain off, then all-notes-off on every channel used (and
+        on ``channels``, (port, channel) pairs that may be in use)."""
         out = self.all_notes_off()
-        for port, channel in sorted(self._channels_used):
+        chans = sorted(self._channels_used | (channels or set()))
+        for port, channel in chans:
             out.append((port, (CONTROL_CHANGE | channel, CC_SUSTAIN, 0)))
-        for port, channel in sorted(self._channels_used):
+        for port, channel in chans:
             out.append((port, (CONTROL_CHANGE | channel, CC_ALL_NOTES_OFF, 0)))
         return out

@@ -455,6 +455,9 @@ class DrumVAEProcessor(BaseProcessor):
                 out += self._on_transport(ev)
         return out
 
+    def output_channels(self) -> Iterable[int]:
+        return (self.channel + 1,)
+
     def on_release(self, reason: str) -> None:
         """The engine ended our notes (panic, switch, ...): plan afresh from the next clock."""
         self.jobs = []

@@ -294,6 +294,9 @@ class MusicLMProcessor(BaseProcessor):
         self.answer = None
         self.ctx.retract(voice="answer", end_sounding=True)
 
+    def output_channels(self) -> Iterable[int]:
+        return (self.channel + 1,)
+
     def on_release(self, reason: str) -> None:
         self.answer = None
         self.feeding = None
