@@ -11,7 +11,6 @@ import fnmatch
 import heapq
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ from daemon.events import (
     valid_message,
 )
 from daemon.config import chain_inputs
+from daemon.echo import EchoGuard
 from daemon.io import midi_buttons
 from daemon.processor import BaseProcessor, Ending, Processor
 from daemon.scheduler import Scheduler, Sent
@@ -154,9 +154,8 @@ class EngineCore:
         self.record = record
         self.send_ahead_ns = max(0, int(cfg.midi.send_ahead_ms * 1e6))
         self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
-        self.echo_window_ns = int(cfg.midi.echo_window_ms * 1e6)
+        self.echo = EchoGuard(int(cfg.midi.echo_window_ms * 1e6), self.counters)
         self._next_idle_ns = 0
-        self._recent_out: deque[tuple[int, tuple[int, ...]]] = deque()
         self._held_notes: dict[str, set[tuple[int, int]]] = {}  # source -> {(status ch, pitch)}
         self._held_buttons: set[int] = set()
         self._later: list[tuple[int, int, Event]] = []
@@ -183,7 +182,7 @@ class EngineCore:
         if not valid_message(msg):
             self.counters.add("dropped_malformed")
             return
-        if self._is_echo(msg, now_ns) and not self._releases_own_note(ev):
+        if not self._releases_own_note(ev) and self.echo.is_echo(msg, now_ns):
             self.counters.add("dropped_echo")
             return
         if self.record:
@@ -258,12 +257,13 @@ class EngineCore:
             if slot.active and slot.takes(ev.source):
                 self._call(slot, slot.proc.on_event, ev, now_ns)
 
-    def _is_echo(self, msg: tuple[int, ...], now_ns: int) -> bool:
-        """True when ``msg`` repeats something Genie sent within the echo window (DAW thru)."""
-        recent = self._recent_out
-        while recent and now_ns - recent[0][0] > self.echo_window_ns:
-            recent.popleft()
-        return any(m == msg for _, m in recent)
+    @property
+    def echo_window_ns(self) -> int:
+        return self.echo.window_ns
+
+    @echo_window_ns.setter
+    def echo_window_ns(self, ns: int) -> None:
+        self.echo.window_ns = ns
 
     def _releases_own_note(self, ev: MidiEvent) -> bool:
         """A note-off for a note this source is holding is its own release, never an echo.
@@ -497,12 +497,9 @@ class EngineCore:
         return min(candidates, default=NEVER_NS)
 
     def _emit(self, sent: list[Sent], now_ns: int) -> None:
-        recent = self._recent_out
-        while recent and now_ns - recent[0][0] > self.echo_window_ns:
-            recent.popleft()
         for port, msg in sent:
             self.outbox.append((port, msg))
-            recent.append((now_ns, msg))
+            self.echo.sent(now_ns, msg)
             if self.record:
                 self.record("out", now_ns, port, msg)
         if self._chain_pending:

@@ -67,3 +67,80 @@ def test_a_restarted_genie_clears_its_channels_and_panic_works_before_any_note(r
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert c.take(2, 5.0) == [(CONTROL_CHANGE | 3, 64, 0), (CONTROL_CHANGE | 3, 123, 0)]
+
+
+# ---- echoes and loops --------------------------------------------------------------------------
+
+
+def test_a_late_regular_echo_is_recognised_as_a_loop_and_broken():
+    from daemon.echo import EchoGuard
+
+    g = EchoGuard(5 * MS)
+    msg = (NOTE_ON, 60, 90)
+    t, looped = 0, 0
+    for i in range(20):  # Genie sends, it comes back 27 ms later, Genie would send it again
+        g.sent(t, msg)
+        t += 27 * MS + (i % 2) * MS // 2  # a little jitter
+        if g.is_echo(msg, t):
+            break
+        looped += 1
+    assert looped == 4 and g.delay_ns is not None and abs(g.delay_ns - 27 * MS) <= MS
+    g.sent(t + 200 * MS, (NOTE_ON, 64, 90))
+    assert g.is_echo((NOTE_ON, 64, 90), t + 227 * MS)  # later echoes are known at once
+    assert not g.is_echo((NOTE_ON, 64, 90), t + 400 * MS)  # a real note long after is not
+
+
+def test_a_musician_repeating_a_note_is_not_a_loop():
+    import random
+
+    from daemon.echo import EchoGuard
+
+    rng = random.Random(1)
+    g = EchoGuard(5 * MS)
+    t = 0
+    for _ in range(40):  # fast repeated notes, as a person plays them (thru answers at once)
+        t += round((45 + rng.uniform(-8, 8)) * MS)
+        assert not g.is_echo((NOTE_ON, 60, 90), t)
+        g.sent(t + MS // 2, (NOTE_ON, 60, 90))
+    for _ in range(40):  # a sequencer's 16ths at 120 BPM, exact
+        t += 125 * MS
+        assert not g.is_echo((NOTE_ON, 62, 90), t)
+        g.sent(t + MS // 2, (NOTE_ON, 62, 90))
+    assert g.delay_ns is None
+
+
+@pytest.mark.jack
+def test_a_daw_echoing_genie_out_27_ms_later_does_not_loop(rig):
+    import threading
+    import time
+
+    from jack_helpers import config_text, sounding_after
+    from daemon.events import now_ns
+
+    g = rig.genie(config_text('name = "thru"'))
+    player = rig.client(target_out=None)  # the musician, into Genie in
+    daw = rig.client()  # records Genie out and echoes it back into Genie in
+    heard, stop = [], threading.Event()
+
+    def echo():
+        while not stop.is_set():
+            for t, msg in daw.expect(1, 0.05):
+                heard.append((t, msg))
+                threading.Timer(max(t + 27 * MS - now_ns(), 0) / 1e9, daw.send, (msg,)).start()
+
+    loop = threading.Thread(target=echo, daemon=True)
+    loop.start()
+    player.send((NOTE_ON, 60, 100))
+    time.sleep(1.0)
+    player.send((NOTE_OFF, 60, 0))
+    time.sleep(0.5)
+    stop.set()
+    loop.join(2)
+    ons = [t for t, m in heard if m[0] & 0xF0 == NOTE_ON and m[2] > 0]
+    assert 1 <= len(ons) <= 8, len(ons)  # the loop was broken within a few rounds ...
+    assert not [t for t in ons if t > ons[0] + 300 * MS]  # ... and stayed broken
+    assert sounding_after([m for _, m in heard]) == set()
+    deadline = time.monotonic() + 3
+    while "comes back to its input" not in g.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "comes back to its input" in g.log
