@@ -69,6 +69,7 @@ class Engine:
         self.poll_ns = int(cfg.midi.poll_interval_ms * 1e6)
         self.clock = None  # a JACK CycleClock: polls at POLL_PHASES of each cycle
         self.stopped = threading.Event()
+        self._watch = None  # a JACK ConnectionWatch on Genie's own input
         self.drain_s = 0.05
         self._last_stamp_ns = 0
 
@@ -101,6 +102,12 @@ class Engine:
             from daemon.io.jack import CycleClock
 
             self.clock = CycleClock.open(f"{self.cfg.midi.client_name} clock")
+        own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
+        if own:  # opened here: libjack's start-up silences stderr for a moment (not beside a log line)
+            from daemon.io.jack import ConnectionWatch
+
+            self._watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch",
+                                               f"{own[0].name}:{own[0].name}")
         if self.stress:
             self.stress.start()
         self._thread.start()
@@ -192,11 +199,28 @@ class Engine:
             out.send(msg)
 
     def _housekeeping(self) -> None:
-        """Every second: notice input ports that went away; log new drops."""
+        """Notice input ports that go away and connections into Genie's own input that do (every
+        0.1 s); log new drops (every second)."""
         last: dict[str, int] = {}
         external = [p for p in self.inputs if p.name != self.cfg.midi.input_port]
+        own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
         probe = open_probe(external[0].api) if external else None
-        while not self._stopping.wait(1.0):
+        watch = self._watch
+        linked = (watch.connections() or set()) if watch else set()
+        ticks = 0
+        while not self._stopping.wait(0.1):
+            ticks += 1
+            if watch is not None:
+                now_linked = watch.connections()
+                if now_linked is not None:
+                    gone = linked - now_linked
+                    if gone:
+                        log.warning("%s stopped playing into %r; releasing the notes held there",
+                                    ", ".join(sorted(gone)), own[0].name)
+                        self.source_lost(own[0].name)
+                    linked = now_linked
+            if ticks % 10:
+                continue
             if probe is not None:
                 names = set(probe.get_ports())
                 for port in [p for p in external if p.name not in names]:
@@ -211,6 +235,8 @@ class Engine:
             last = now
         if probe is not None:
             probe.delete()
+        if watch is not None:
+            watch.close()
 
     def stop(self) -> None:
         """Stop: the engine thread sends the panic sequence, then ports and workers close."""

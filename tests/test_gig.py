@@ -144,3 +144,17 @@ def test_a_daw_echoing_genie_out_27_ms_later_does_not_loop(rig):
     while "comes back to its input" not in g.log and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "comes back to its input" in g.log
+
+
+@pytest.mark.jack
+def test_a_client_that_stops_playing_into_genie_in_leaves_nothing_sounding(rig):
+    from jack_helpers import config_text
+
+    rig.genie(config_text('name = "thru"', midi="echo_window_ms = 0"))
+    player = rig.client()
+    player.send((NOTE_ON, 50, 100))
+    player.send((NOTE_ON, 55, 100))
+    assert sorted(player.take(2)) == [(NOTE_ON, 50, 100), (NOTE_ON, 55, 100)]
+    player.out.close_port()  # the keyboard's app quits while two keys are down
+    ends = player.take(2, 3.0)
+    assert sorted(ends) == [(NOTE_OFF, 50, 0), (NOTE_OFF, 55, 0)]

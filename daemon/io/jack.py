@@ -147,6 +147,60 @@ class CycleClock:
             self._client = None
 
 
+class ConnectionWatch:
+    """The ports connected to one of Genie's own ports (its virtual input), read through libjack.
+
+    Like ``CycleClock``, a client with no ports, never activated. When a connection into "Genie in"
+    goes away, the notes it was holding must end: rtmidi cannot say which sender a message came
+    from (JACK merges every connection into the port), so the engine ends all notes held through
+    that port."""
+
+    def __init__(self, lib, client: int, port_name: str) -> None:
+        self._lib = lib
+        self._client = client
+        self.port_name = port_name
+
+    @classmethod
+    def open(cls, client_name: str, port_name: str, server: str | None = None) -> "ConnectionWatch | None":
+        lib = _libjack()
+        if lib is None:
+            return None
+        lib.jack_port_by_name.restype = ctypes.c_void_p
+        lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
+        lib.jack_port_get_all_connections.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.jack_free.argtypes = [ctypes.c_void_p]
+        status = ctypes.c_int(0)
+        with _quiet_stderr():
+            client = lib.jack_client_open(client_name.encode(), JACK_NO_START_SERVER | JACK_SERVER_NAME,
+                                          ctypes.byref(status), (server or server_name()).encode())
+        if not client:
+            return None
+        return cls(lib, client, port_name)
+
+    def connections(self) -> set[str] | None:
+        """Full names of the ports connected to ours; None when the port is not found."""
+        if self._client is None:
+            return None
+        port = self._lib.jack_port_by_name(self._client, self.port_name.encode())
+        if not port:
+            return None
+        names = self._lib.jack_port_get_all_connections(self._client, port)
+        if not names:
+            return set()
+        out, i = set(), 0
+        while names[i]:
+            out.add(names[i].decode(errors="replace"))
+            i += 1
+        self._lib.jack_free(ctypes.cast(names, ctypes.c_void_p))
+        return out
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._lib.jack_client_close(self._client)
+            self._client = None
+
+
 def wait_connected(src: str, dst: str | None = None, timeout_s: float = 5.0,
                    server: str | None = None) -> bool:
     """Wait until the server's running graph connects port ``src`` to ``dst`` (full names; None:
