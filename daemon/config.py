@@ -206,8 +206,23 @@ def _check(cfg: Config, path: str) -> None:
 
     if cfg.midi.api not in ("auto", "alsa", "jack", "coremidi"):
         fail("midi.api", f"must be auto, alsa, jack or coremidi, got {cfg.midi.api!r}")
-    if cfg.midi.queue_limit < 16:
-        fail("midi.queue_limit", "must be at least 16")
+    import math
+
+    def within(key: str, value: float, lo: float, hi: float, unit: str = "") -> None:
+        if not (math.isfinite(value) and lo <= value <= hi):
+            fail(key, f"must be between {lo:g} and {hi:g}{unit}, got {value!r}")
+
+    if not 16 <= cfg.midi.queue_limit <= 1_000_000:
+        fail("midi.queue_limit", "must be between 16 and 1000000")
+    within("midi.echo_window_ms", cfg.midi.echo_window_ms, 0, 100, " ms")
+    if cfg.midi.send_ahead_ms != -1.0:
+        within("midi.send_ahead_ms", cfg.midi.send_ahead_ms, 0, 50, " ms (or -1: half a JACK period)")
+    within("engine.idle_interval_ms", cfg.engine.idle_interval_ms, 0.5, 100, " ms")
+    within("keyboard.gate_ms", cfg.keyboard.gate_ms, 10, 10_000, " ms")
+    within("record.flush_interval_s", cfg.record.flush_interval_s, 0.05, 60, " s")
+    if cfg.engine.panic_cc in (0, 6, 7, 10, 32, 38, 64, 65, 66, 67, 120, 121, 122, 123, 124, 125, 126, 127):
+        fail("engine.panic_cc", f"CC {cfg.engine.panic_cc} is a control a keyboard sends while playing "
+             "(bank, volume, pan, pedals, mode messages); pick a free one (e.g. 20-31, 102-119)")
     if not 0.05 <= cfg.midi.poll_interval_ms <= 20:
         fail("midi.poll_interval_ms", "must be between 0.05 and 20")
     if cfg.engine.switch not in ("none", "program"):
@@ -278,8 +293,10 @@ def _check(cfg: Config, path: str) -> None:
                 fail(f"{where}.passthrough", f"unknown kind {kind!r} (know {', '.join(PASSTHROUGH_KINDS)})")
         if not p.output:
             fail(f"{where}.output", "must name an output port")
-        if p.clock_lost_ms <= 0:
-            fail(f"{where}.clock_lost_ms", "must be above 0")
+        if not p.inputs:
+            fail(f"{where}.inputs", "is empty: the processor would hear nothing (\"*\" hears every source)")
+        within(f"{where}.clock_offset_ms", p.clock_offset_ms, -1000, 1000, " ms")
+        within(f"{where}.clock_lost_ms", p.clock_lost_ms, 50, 10_000, " ms")
         if not 1 <= p.beats_per_bar <= 32:
             fail(f"{where}.beats_per_bar", "must be 1-32")
     cycle = _chain_cycle(cfg.processors)

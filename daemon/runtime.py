@@ -101,8 +101,21 @@ def save_model(module: torch.nn.Module, path: str | Path) -> torch.jit.ScriptMod
     return scripted
 
 
+def _finite(result: Any) -> bool:
+    """Every tensor (or float array) in ``result`` (nested tuples and lists too) is finite."""
+    if isinstance(result, (tuple, list)):
+        return all(_finite(r) for r in result)
+    if hasattr(result, "isfinite") and hasattr(result, "all") and hasattr(result, "dtype"):
+        if getattr(result.dtype, "is_floating_point", False):
+            return bool(result.isfinite().all())
+    return True
+
+
 def warm_up(fn: Callable[[], Any], n: int) -> Any:
-    """Call a step function ``n`` times (allocators, kernels, caches), and return its last result."""
+    """Call a step function ``n`` times (allocators, kernels, caches), and return its last result.
+
+    A model whose outputs are not finite (NaN or infinite weights: a corrupt or diverged file)
+    is refused here with ModelFileError, before it plays."""
     if n < 0:
         raise ValueError(f"warm-up count must be >= 0, got {n}")
     result = None
@@ -115,6 +128,15 @@ def warm_up(fn: Callable[[], Any], n: int) -> Any:
             first_ns = last_ns
     if n:
         log.debug("warm-up: %d calls, first %.2f ms, last %.2f ms", n, first_ns / 1e6, last_ns / 1e6)
+        check_finite(result)
+    return result
+
+
+def check_finite(result: Any, what: str = "the model") -> Any:
+    """``result`` unchanged when every tensor in it is finite; else ModelFileError (one line)."""
+    if not _finite(result):
+        raise ModelFileError(f"{what}'s outputs are not finite numbers (NaN or infinite weights: "
+                             "a corrupt or diverged model file)")
     return result
 
 

@@ -136,6 +136,9 @@ class DrumVAEProcessor(BaseProcessor):
         self.decodes = 0
         with torch.inference_mode():
             runtime.warm_up(lambda: self._decode(self.z, 0, self._noise()), 5)
+            runtime.check_finite(self.model.decode(torch.from_numpy(self.z[None]), torch.tensor([0]),
+                                                   torch.tensor([0]), torch.from_numpy(self._noise()), 1.0),
+                                 f"model file {path}")
             self.ready = self._decode(self.z, 0, self._noise())  # what a Start plays first
         self.own: Transport | None = None
         self.own_next_ns = 0

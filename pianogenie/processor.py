@@ -173,6 +173,10 @@ class PianoGenieProcessor(BaseProcessor):
         self._inflight: tuple | None = None  # (generation, buckets) a worker is computing
         self.reset()
         runtime.warm_up(lambda: self._rows(NUM_DT - 1, NUM_DT - 1), self.warmup_calls)
+        h, c = self.step.init_state(1)
+        with torch.inference_mode():
+            runtime.check_finite(self.step(self._buttons[:1], torch.tensor([START_KEY]),
+                                           torch.tensor([NUM_DT - 1]), h, c), f"model file {path}")
         self._ready = {}
         log.info("pianogenie decoder %s: %d buttons%s, temperature %g", path, self.num_buttons,
                  " (4-button mode)" if opts["buttons"] == 4 else "", opts["temperature"])

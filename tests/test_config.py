@@ -24,6 +24,15 @@ def test_every_key_has_a_default(tmp_path):
     ("[engine]\npanic_buttons = [9]\n", "engine.panic_buttons"),
     ("[keyboard]\nenabled = true\n", "keyboard.enabled"),
     ("wat = 3\n", "wat"),
+    # accepted once, harmful: a busy idle loop, the sustain pedal panicking, tracebacks, silence
+    ("[engine]\nidle_interval_ms = 0\n", "engine.idle_interval_ms"),
+    ("[engine]\npanic_cc = 64\n", "engine.panic_cc"),
+    ("[keyboard]\ngate_ms = -100\n", "keyboard.gate_ms"),
+    ("[record]\nflush_interval_s = 0\n", "record.flush_interval_s"),
+    ("[midi]\nqueue_limit = 1000000000000\n", "midi.queue_limit"),
+    ("[midi]\necho_window_ms = inf\n", "midi.echo_window_ms"),
+    ("[[processor]]\nname = 'thru'\ninputs = []\n", "processor[0].inputs"),
+    ("[[processor]]\nname = 'thru'\nclock_lost_ms = 0\n", "processor[0].clock_lost_ms"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, key):
     path = tmp_path / "genie.toml"
@@ -133,3 +142,12 @@ def test_the_readmes_processor_examples_parse():
     for block in blocks:
         cfg = parse_config(tomllib.loads(block))
         assert {p.name for p in cfg.processors} & {"drumvae", "musiclm"}
+
+
+@pytest.mark.parametrize("options, why", [("notes = [999, -1]", "notes"), ("velocity = 1000", "velocity")])
+def test_thru_options_out_of_range_are_one_line(tmp_path, monkeypatch, capsys, options, why):
+    path = tmp_path / "genie.toml"
+    path.write_text(f"[[processor]]\nname = 'thru'\noptions = {{ {options} }}\n")
+    code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "play", str(_tune(tmp_path / "x.mid")),
+                                                "--out", str(tmp_path / "o.mid")])
+    assert code == 2 and err.strip().count("\n") == 0 and why in err

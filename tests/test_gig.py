@@ -1,8 +1,11 @@
-"""Nothing breaks the gig (issue 11), the parts in the engine: a button held across a processor
+"""Nothing breaks the gig (issue 11), the parts done so far: a button held across a processor
 switch plays again when switched back; panic and start-up clear every channel a processor may
-use, also before any note was played."""
+use, also before any note was played; echo loops are broken; a client that stops playing into
+Genie in leaves nothing sounding; a model full of NaN is refused."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from offline_helpers import MS, offline_core
@@ -158,3 +161,31 @@ def test_a_client_that_stops_playing_into_genie_in_leaves_nothing_sounding(rig):
     player.out.close_port()  # the keyboard's app quits while two keys are down
     ends = player.take(2, 3.0)
     assert sorted(ends) == [(NOTE_OFF, 50, 0), (NOTE_OFF, 55, 0)]
+
+
+def test_a_model_file_full_of_nan_is_refused_with_one_line(tmp_path, monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    import sys
+
+    from daemon import runtime
+    from daemon.cli import main
+
+    shipped = runtime.load_model(Path(__file__).resolve().parents[1] / "pianogenie" / "weights" / "pianogenie_decoder.pt")
+    with torch.no_grad():
+        for p in shipped.parameters():
+            p.fill_(float("nan"))
+    bad = tmp_path / "nan_decoder.pt"
+    runtime.save_model(shipped, bad)
+    cfg = tmp_path / "genie.toml"
+    cfg.write_text(f"[[processor]]\nname = 'pianogenie'\noptions = {{ weights = '{bad}' }}\n")
+    import mido
+
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, time=0), mido.Message("note_off", note=60, time=96)]))
+    mid.save(tmp_path / "x.mid")
+    monkeypatch.setattr(sys, "argv", ["genie", "--config", str(cfg), "play", str(tmp_path / "x.mid"),
+                                      "--out", str(tmp_path / "o.mid")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "not finite" in err and err.strip().count("\n") == 0

@@ -179,3 +179,16 @@ def test_freeze_gc_moves_live_objects_to_the_permanent_generation():
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
+
+
+def test_warm_up_refuses_a_model_with_nan_outputs(tmp_path):
+    module, _ = scripted_file(tmp_path)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(float("nan"))
+    path = tmp_path / "nan.pt"
+    runtime.save_model(module, path)
+    model = runtime.load_model(path)
+    x, state = torch.zeros(1, 4), torch.zeros(1, 3)
+    with torch.no_grad(), pytest.raises(runtime.ModelFileError, match="not finite"):
+        runtime.warm_up(lambda: model(x, state), 3)

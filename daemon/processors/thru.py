@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from daemon.events import NOTE_OFF, NOTE_ON, ButtonEvent, Event, MidiEvent, Out
-from daemon.processor import BaseProcessor
+from daemon.processor import BaseProcessor, ProcessorError
 
 
 class ThruProcessor(BaseProcessor):
@@ -17,6 +17,15 @@ class ThruProcessor(BaseProcessor):
         "notes": [60, 62, 64, 65, 67, 69, 71, 72],  # what each button plays
         "velocity": 100,  # for buttons without a velocity (keyboard, gamepad)
     }
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
+        notes, velocity = self.options["notes"], self.options["velocity"]
+        if len(notes) != 8 or any(not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 127
+                                  for n in notes):
+            raise ProcessorError("option 'notes' of processor 'thru' must list 8 notes 0-127")
+        if not 1 <= velocity <= 127:
+            raise ProcessorError("option 'velocity' of processor 'thru' must be 1-127")
 
     def on_event(self, ev: Event) -> Iterable[Out]:
         if isinstance(ev, ButtonEvent):
