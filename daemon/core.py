@@ -154,7 +154,9 @@ class EngineCore:
         self.record = record
         self.send_ahead_ns = max(0, int(cfg.midi.send_ahead_ms * 1e6))
         self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
-        self.echo = EchoGuard(int(cfg.midi.echo_window_ms * 1e6), self.counters)
+        # an echo's delay jitters by up to one JACK period (twice the send-ahead) on its way back
+        self.echo = EchoGuard(int(cfg.midi.echo_window_ms * 1e6), self.counters,
+                              tolerance_ns=3_000_000 + 2 * self.send_ahead_ns)
         self._next_idle_ns = 0
         self._held_notes: dict[str, set[tuple[int, int]]] = {}  # source -> {(status ch, pitch)}
         self._held_buttons: set[int] = set()

@@ -5,7 +5,8 @@
   echo, as before.
 - A later echo would make a loop: the processor plays it again, the DAW sends it back again, for
   as long as the daemon runs. A loop is recognised by its regularity: the same message coming
-  back ``repeats`` times in a row, each time the same delay (within ``tolerance_ns``, up to
+  back ``repeats`` times in a row, each time the same delay (within ``tolerance_ns``: a few ms and
+  one JACK period, up to
   ``loop_max_ns``: a DAW's thru takes a buffer or two) after Genie sent it. A person does not
   repeat one note that evenly that fast, nor does a sequencer (16ths at 250 BPM are 60 ms apart).
   Then that delay is learned: from then on an input that repeats an output sent that long ago is

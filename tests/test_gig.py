@@ -102,7 +102,7 @@ def test_a_musician_repeating_a_note_is_not_a_loop():
     g = EchoGuard(5 * MS)
     t = 0
     for _ in range(40):  # fast repeated notes, as a person plays them (thru answers at once)
-        t += round((45 + rng.uniform(-8, 8)) * MS)
+        t += round((75 + rng.uniform(-10, 10)) * MS)
         assert not g.is_echo((NOTE_ON, 60, 90), t)
         g.sent(t + MS // 2, (NOTE_ON, 60, 90))
     for _ in range(40):  # a sequencer's 16ths at 120 BPM, exact
