@@ -281,3 +281,49 @@ def test_write_midi_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
     write_midi(path, [("out", 3 * MS, "p", (0x90, 60, 1))])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.mid"]
     assert [(t, m.note) for t, m in midi_events(mido.MidiFile(path).tracks[2])] == [(3, 60)]
+
+
+# ---- never overwrite a take or a file ----------------------------------------------------------
+
+
+def test_take_path_never_destroys_a_file(tmp_path):
+    import os
+
+    from daemon.io.recorder import take_path
+
+    take = tmp_path / "take.mid"
+    assert take_path(take) == take
+    take.write_bytes(b"first take")
+    assert take_path(take) == tmp_path / "take-2.mid"
+    (tmp_path / "take-2.mid").write_bytes(b"second")
+    (tmp_path / "take-3.mid.journal").write_bytes(b"an unfinished one")
+    assert take_path(take) == tmp_path / "take-4.mid"
+    assert take_path(take, force=True) == take
+    os.symlink(tmp_path / "elsewhere", tmp_path / "link.mid")
+    for bad in (tmp_path / "link.mid", Path("/dev/null"), tmp_path):
+        with pytest.raises(ValueError, match="not a regular file"):
+            take_path(bad)
+    with pytest.raises(ValueError, match="is the input"):
+        take_path(take, force=True, keep=(take,))
+
+
+def test_genie_play_never_overwrites_its_input_or_an_earlier_output(tmp_path):
+    import mido
+    from click.testing import CliRunner
+
+    from daemon.cli import cli
+
+    src = tmp_path / "in.mid"
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, time=0),
+                                      mido.Message("note_off", note=60, time=96)]))
+    mid.save(src)
+    before = src.read_bytes()
+    r = CliRunner().invoke(cli, ["play", str(src), "--out", str(src), "--processor", "thru"])
+    assert r.exit_code != 0 and "is the input" in r.output and src.read_bytes() == before
+    out = tmp_path / "out.mid"
+    out.write_bytes(b"yesterday's take")
+    r = CliRunner().invoke(cli, ["play", str(src), "--out", str(out), "--processor", "thru"])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == b"yesterday's take" and (tmp_path / "out-2.mid").is_file()
+    assert "out-2.mid" in r.output

@@ -15,15 +15,20 @@ import click
 @click.option("--buttons", "as_buttons", is_flag=True,
               help="Play the file's notes as presses of the 8 buttons (by pitch band).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: engine.seed).")
+@click.option("--force", is_flag=True, help="Overwrite OUT.mid when it exists (else a numbered new name).")
 @click.option("--bpm", type=click.FloatRange(20, 400), default=None,
               help="Clocked processors: a DAW clock at this tempo (default: the file's tempo map).")
 @click.pass_obj
 def play(state, in_path: str, out_path: str, processor: str | None, as_buttons: bool,
-         seed: int | None, bpm: float | None) -> None:
+         seed: int | None, force: bool, bpm: float | None) -> None:
     """Play a MIDI file through the processors on a simulated clock and write what they send."""
+    from pathlib import Path
+
+    from daemon.io.recorder import take_path
     from daemon.offline import play_file
 
     try:
+        out_path = str(take_path(out_path, force=force, keep=(Path(in_path),)))
         stats = play_file(state.config, in_path, out_path, processor=processor,
                           as_buttons=as_buttons, seed=seed, bpm=bpm)
     except ValueError as exc:

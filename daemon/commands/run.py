@@ -72,7 +72,8 @@ def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
 @click.option("--connect", "-c", multiple=True,
               help="Connect the output to this port (e.g. a FluidSynth input); repeatable.")
 @click.option("--record", "-r", type=click.Path(dir_okay=False),
-              help="Record input and output into this MIDI file.")
+              help="Record input and output into this MIDI file (a numbered new name when it exists).")
+@click.option("--force", is_flag=True, help="With --record: overwrite an existing file.")
 @click.option("--keyboard/--no-keyboard", default=None,
               help="Play buttons from the keys a s d f j k l ; (the local keyboard through evdev, "
                    "or the terminal's keys; default: when there is one).")
@@ -84,14 +85,14 @@ def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
               help="Tests and benchmarks only: read evdev devices from FIFOs in this directory "
                    "instead of /dev/input (daemon.rigs.fifo_input).")
 @click.pass_obj
-def run(state, processor, inputs, output, api, connect, record, keyboard, headless,
+def run(state, processor, inputs, output, api, connect, record, force, keyboard, headless,
         stress_worker, evdev_fifo_dir) -> None:
     """Run the daemon: read buttons and notes, play the processors' notes on virtual ports."""
     cfg = apply_overrides(state.config, processor, inputs, output, api, connect, record,
                           keyboard, stress_worker)
     with ExitStack() as stack:
         api_name = _pick_api(cfg, headless, stack)
-        _run(cfg, api_name, stack, evdev_fifo_dir)
+        _run(cfg, api_name, stack, evdev_fifo_dir, force)
 
 
 def _pick_api(cfg: Config, headless: bool, stack: ExitStack) -> str:
@@ -261,7 +262,8 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
     return out
 
 
-def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = None) -> None:
+def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = None,
+         force: bool = False) -> None:
     from daemon.core import HostRef
     from daemon.engine import Engine
     from daemon.session import build_slots
@@ -285,12 +287,14 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
 
     recorder = None
     if cfg.record.path:
-        from daemon.io.recorder import Recorder
+        from daemon.io.recorder import Recorder, take_path
 
         try:
-            recorder = Recorder(Path(cfg.record.path), cfg.record.flush_interval_s)
-        except OSError as exc:
+            path = take_path(cfg.record.path, force=force)
+            recorder = Recorder(path, cfg.record.flush_interval_s)
+        except (OSError, ValueError) as exc:
             raise UserError(f"--record: {exc}") from None
+        log.info("recording to %s", path)
         recorder.start()
         stack.callback(_close_recorder, recorder)
 

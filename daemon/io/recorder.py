@@ -27,6 +27,7 @@ included); clock, transport and other system common and real-time messages are l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -65,6 +66,33 @@ class WriteStats:
     tracks: int  # tracks in the file, the tempo track included
     omitted: int  # clock, transport and other system messages left out
     skipped_lines: int = 0  # damaged journal lines (journals only)
+
+
+def take_path(path: str | os.PathLike, force: bool = False, keep: tuple[Path, ...] = ()) -> Path:
+    """Where a take (or any file Genie writes) goes without destroying anything.
+
+    A path that exists and is not a regular file (a symlink, a device, a folder) is refused, as
+    is one of ``keep`` (e.g. the input being played). An existing take is never overwritten
+    unless ``force``: the next free numbered name is used instead (``take.mid`` -> ``take-2.mid``),
+    its journal free too. Raises ValueError with a one-line reason."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValueError(f"{path}: not a regular file; Genie writes only regular files")
+    for other in keep:
+        with contextlib.suppress(OSError):
+            if path.exists() and other.exists() and path.samefile(other):
+                raise ValueError(f"{path}: is the input file; give another output")
+        if path.resolve() == Path(other).resolve():
+            raise ValueError(f"{path}: is the input file; give another output")
+    if force:
+        return path
+    candidate, n = path, 1
+    while candidate.exists() or candidate.is_symlink() or journal_path_for(candidate).exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    if candidate != path:
+        log.info("%s exists: writing %s instead (--force overwrites)", path, candidate.name)
+    return candidate
 
 
 def journal_path_for(path: str | os.PathLike) -> Path:
