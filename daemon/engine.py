@@ -67,6 +67,7 @@ class Engine:
         self._house = threading.Thread(target=self._housekeeping, name="genie-housekeeping",
                                        daemon=True)
         self.poll_ns = int(cfg.midi.poll_interval_ms * 1e6)
+        self.max_age_ns = int(cfg.midi.max_input_age_ms * 1e6)
         self.clock = None  # a JACK CycleClock: polls at POLL_PHASES of each cycle
         self.stopped = threading.Event()
         self._watch = None  # a JACK ConnectionWatch on Genie's own input
@@ -137,7 +138,7 @@ class Engine:
                             for t, (msg, _) in zip(times, burst):
                                 self.queue.push(MidiEvent(t, port.name, msg))
                 with self._lock:
-                    events = self.queue.pop_batch(BATCH)
+                    events = self.queue.pop_batch(BATCH, now_ns(), self.max_age_ns)
                     lost, self._lost = self._lost, []
                 now = max(now_ns(), self._last_stamp_ns)
                 for ev in events:

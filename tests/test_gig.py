@@ -189,3 +189,53 @@ def test_a_model_file_full_of_nan_is_refused_with_one_line(tmp_path, monkeypatch
         main()
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "not finite" in err and err.strip().count("\n") == 0
+
+
+def test_rtmidi_overflow_warnings_are_counted_not_printed_per_message(caplog):
+    from daemon.io import midi
+
+    class Port:
+        def set_error_callback(self, cb):
+            self.cb = cb
+
+    port = Port()
+    midi._silence_rtmidi(port, "Genie in")
+    with caplog.at_level("WARNING", logger="genie.midi"):
+        for _ in range(50_000):
+            port.cb(0, "MidiInJack: message queue limit reached!!")
+    assert len([r for r in caplog.records if "queue limit" in r.getMessage()]) == 1
+
+
+@pytest.mark.jack
+def test_after_a_flood_of_presses_a_press_is_heard_again_within_a_second(rig):
+    import time
+
+    from jack_helpers import config_text
+    from daemon.events import now_ns
+
+    rig.genie(config_text('name = "pianogenie"', midi="echo_window_ms = 0"))
+    c = rig.client()
+    keys = [60, 62, 64, 65, 67, 69, 71, 72]
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < 3.0:  # about 10,000 messages a second of presses, for 3 s
+        for _ in range(50):
+            k = keys[i % 8]
+            c.send((NOTE_ON, k, 100))
+            c.send((NOTE_OFF, k, 0))
+            i += 1
+        time.sleep(0.01)
+    flood_end = now_ns()
+    heard = None
+    deadline = time.monotonic() + 10
+    while heard is None and time.monotonic() < deadline:
+        c.send((NOTE_ON, 64, 7))  # a press Genie plays at velocity 7
+        t_end = time.monotonic() + 0.1
+        while time.monotonic() < t_end and heard is None:
+            for t, m in c.expect(1, 0.02):
+                if m[0] & 0xF0 == NOTE_ON and m[2] == 7:
+                    heard = t
+        c.send((NOTE_OFF, 64, 0))
+    assert heard is not None
+    print(f"flood of {2 * i} messages in 3 s; heard again {(heard - flood_end) / 1e6:.0f} ms after it ended")
+    assert heard - flood_end < 1_500 * MS

@@ -72,10 +72,21 @@ def choose_api(requested: str) -> str:
 
 
 def _silence_rtmidi(obj, label: str) -> None:
-    """Route rtmidi's warnings through logging instead of stderr."""
+    """Route rtmidi's warnings through logging instead of stderr, at most one line a second.
+
+    In a flood rtmidi warns once per message that does not fit its queue ("message queue limit
+    reached"), tens of thousands of times a second, from the audio server's thread: the callback
+    only counts, and says how many once a second."""
+    import time
+
+    seen = {"n": 0, "at": 0.0}
 
     def on_error(etype, msg, data=None):
-        log.warning("rtmidi (%s): %s", label, msg)
+        seen["n"] += 1
+        now = time.monotonic()
+        if now - seen["at"] >= 1.0:
+            n, seen["n"], seen["at"] = seen["n"], 0, now
+            log.warning("rtmidi (%s): %s%s", label, msg, f" ({n} times)" if n > 1 else "")
 
     obj.set_error_callback(on_error)
 
