@@ -2,7 +2,7 @@
 ``buttons FILE.mid`` (and ``export pianogenie``).
 
 The daemon finds them through the ``genie.commands`` entry-point group, so it never imports this
-package; each also runs alone (``python -m pianogenie.train ...``). torch is imported inside the
+package; each also runs alone (``python -m pianogenie train ...``). torch is imported inside the
 command functions, so listing commands stays cheap.
 """
 
@@ -138,18 +138,3 @@ def export_cmd(checkpoint, out, card):
         return
     for p in export.export_checkpoint(checkpoint, out):
         click.echo(f"wrote {p}")
-
-
-@click.group()
-def main() -> None:
-    """Piano Genie's commands, standalone (``genie`` mounts them as train/eval/export pianogenie
-    and buttons)."""
-
-
-main.add_command(train_cmd, "train")
-main.add_command(eval_cmd, "eval")
-main.add_command(export_cmd, "export")
-main.add_command(buttons_cmd, "buttons")
-
-if __name__ == "__main__":
-    main()

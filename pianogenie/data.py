@@ -259,10 +259,3 @@ def eval_windows(perf: Performances, length: int = SEQ_LEN) -> tuple[np.ndarray,
     if not keys:
         return np.zeros((0, length), np.int64), np.zeros((0, length), np.int64)
     return np.stack(keys), np.stack(dts)
-
-
-if __name__ == "__main__":
-    import sys
-
-    perf = prepare(Path(sys.argv[1]) if len(sys.argv) > 1 else None, progress=True)
-    print(json.dumps(perf.meta["counts"], indent=1))

@@ -165,9 +165,3 @@ def format_report(r: dict) -> str:
                  f"temperature {p['temperature']}: pitch moves with the button {p['contour_agreement']:.1%} "
                  f"of the time (" + ", ".join(f"{k} {v:.0%}" for k, v in p["per_melody"].items()) + ")")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    from pianogenie.cli import eval_cmd
-
-    eval_cmd()

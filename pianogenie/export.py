@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from daemon import runtime
 from pianogenie import data
-from pianogenie.model import Decoder, Encoder, IntegerQuantizer, PianoGenieConfig
+from pianogenie.model import Decoder, Encoder, IntegerQuantizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DECODER_FILE = "pianogenie_decoder.pt"
@@ -31,7 +30,8 @@ ENCODER_FILE = "pianogenie_encoder.pt"
 
 
 class DecoderStep(nn.Module):
-    """The trained decoder as a step function: the same layers, an explicit state."""
+    """The trained decoder's own ``step`` as the artefact's ``forward``, with a button index in and
+    an explicit state: the same function training evaluates, nothing written twice."""
 
     def __init__(self, decoder: Decoder) -> None:
         super().__init__()
@@ -40,9 +40,7 @@ class DecoderStep(nn.Module):
         self.num_buttons: int = decoder.num_buttons
         self.num_layers: int = decoder.lstm.num_layers
         self.hidden: int = decoder.lstm.hidden_size
-        self.input = decoder.input
-        self.lstm = decoder.lstm
-        self.output = decoder.output
+        self.decoder = decoder
 
     @torch.jit.export
     def init_state(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,12 +49,8 @@ class DecoderStep(nn.Module):
 
     def forward(self, button: torch.Tensor, prev_key: torch.Tensor, dt: torch.Tensor,
                 h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        level = button.float() / float(self.num_buttons - 1) * 2.0 - 1.0  # [N]
-        x = torch.cat([F.one_hot(prev_key, self.num_keys + 1).float(),
-                       F.one_hot(dt, self.num_dt).float(), level.unsqueeze(-1)], -1)
-        x = self.input(x).unsqueeze(1)  # [N, 1, H]
-        y, (h2, c2) = self.lstm(x, (h, c))
-        return self.output(y[:, 0]), h2, c2  # [N, 88]
+        level = button.float() / float(self.num_buttons - 1) * 2.0 - 1.0  # [N]: the IQAE's level
+        return self.decoder.step(level, prev_key, dt, h, c)  # ([N, 88], h, c)
 
 
 class EncoderButtons(nn.Module):
@@ -155,12 +149,6 @@ def plot_buttons(result: dict, path: str | Path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
-
-
-if __name__ == "__main__":
-    from pianogenie.cli import export_cmd
-
-    export_cmd()
 
 
 # ---- shipping: weights, metrics, loss curve and model card -----------------------------------

@@ -156,6 +156,7 @@ class PianoGenieProcessor(BaseProcessor):
         try:
             self.step = runtime.load_model(path)
             self.num_buttons = int(self.step.num_buttons)
+            sizes = (int(self.step.num_keys), int(self.step.num_dt))  # read from the artefact
             self.step.init_state(1)
         except runtime.ModelFileError as exc:
             raise ProcessorError(str(exc)) from None
@@ -163,6 +164,9 @@ class PianoGenieProcessor(BaseProcessor):
             raise ProcessorError(f"model file {path}: not a Piano Genie decoder ({exc})") from None
         if self.num_buttons != 8:
             raise ProcessorError(f"model file {path}: a decoder for {self.num_buttons} buttons, not 8")
+        if sizes != (NUM_KEYS, NUM_DT):
+            raise ProcessorError(f"model file {path}: a decoder for {sizes[0]} keys and {sizes[1]} "
+                                 f"time buckets, not {NUM_KEYS} and {NUM_DT}")
         self._temperature = opts["temperature"] if opts["temperature"] >= 1e-3 else 0.0  # below: argmax
         self._mask = torch.from_numpy(np.where(self.allowed, 0.0, -np.inf).astype(np.float32))
         self._buttons = torch.arange(self.num_buttons)

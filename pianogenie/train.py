@@ -11,8 +11,8 @@ Under ``torchrun`` (WORLD_SIZE > 1) the run uses DistributedDataParallel (gloo o
 GPUs): each of the W processes takes its share of the same global batch, so W processes follow
 the same trajectory as one. Only rank 0 writes.
 
-    python -m pianogenie.train --out runs/pianogenie/model
-    torchrun --nproc_per_node 2 -m pianogenie.train --out runs/pianogenie/model
+    python -m pianogenie train --out runs/pianogenie/model
+    torchrun --nproc_per_node 2 -m pianogenie train --out runs/pianogenie/model
 """
 
 from __future__ import annotations
@@ -281,9 +281,3 @@ def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: boo
     if bar is not None:
         bar.render_finish()
     return last if last is not None else checkpoint()
-
-
-if __name__ == "__main__":
-    from pianogenie.cli import train_cmd
-
-    train_cmd()
