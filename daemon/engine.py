@@ -31,11 +31,11 @@ import time
 from collections.abc import Iterable
 
 from daemon.config import Config
-from daemon.core import EngineCore, HostRef, Recorder, Slot
-from daemon.events import Counters, Event, MidiEvent, now_ns
+from daemon.core import EngineCore
+from daemon.events import Event, MidiEvent, now_ns
 from daemon.inputqueue import InputQueue
 from daemon.io.midi import MidiInput, MidiOutput, burst_times, open_probe
-from daemon.workers import StressWorker, ThreadedWorkers, realtime_priority
+from daemon.workers import StressWorker, realtime_priority
 
 log = logging.getLogger("genie.engine")
 
@@ -47,14 +47,15 @@ RT_PRIORITY = 1  # SCHED_FIFO priority of the engine thread: the lowest, below a
 class Engine:
     """Runs ``EngineCore`` against real ports on its own thread."""
 
-    def __init__(self, cfg: Config, slots: list[Slot], inputs: list[MidiInput],
-                 outputs: dict[str, MidiOutput], record: Recorder | None = None,
-                 counters: Counters | None = None, host: HostRef | None = None) -> None:
+    def __init__(self, cfg: Config, core: EngineCore, inputs: list[MidiInput],
+                 outputs: dict[str, MidiOutput]) -> None:
+        """``core`` from ``daemon.session.build_core`` with ``ThreadedWorkers``."""
         self.cfg = cfg
-        self.counters = counters or Counters()
+        self.core = core
+        self.counters = core.counters
         self._wake = threading.Event()
-        self.workers = ThreadedWorkers(self._wake.set, self.counters)
-        self.core = EngineCore(cfg, slots, self.counters, record, workers=self.workers, host=host)
+        self.workers = core.workers
+        self.workers.wake = self._wake.set
         self.inputs = inputs
         self.outputs = outputs
         self.queue = InputQueue(cfg.midi.queue_limit, self.counters)

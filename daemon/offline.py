@@ -29,11 +29,11 @@ import mido
 from mido.midifiles.meta import KeySignatureError
 
 from daemon.config import Config, ProcessorConfig
-from daemon.core import EngineCore, HostRef
+from daemon.core import EngineCore
 from daemon.events import (CLOCK, START, STOP, ButtonEvent, Counters, Event, MidiEvent, is_note_off,
                            is_note_on)
 from daemon.io.recorder import RecordedEvent, write_midi
-from daemon.session import build_slots
+from daemon.session import build_core
 from daemon.transport import TICKS_PER_BEAT
 from daemon.workers import SteppedWorkers
 
@@ -176,13 +176,11 @@ def play_file(cfg: Config, in_path: str | os.PathLike, out_path: str | os.PathLi
     def now() -> int:
         return clock[0]
 
-    host = HostRef()
-    slots = build_slots(cfg, host=host, now_ns=now)
     recorded: list[RecordedEvent] = []
     counters = Counters()
-    EngineCore(cfg, slots, counters, workers=SteppedWorkers(counters), host=host,
-               record=lambda d, t, port, msg: recorded.append((d, t, port, tuple(msg))))
-    core = host.target
+    core = build_core(cfg, SteppedWorkers(counters), now_ns=now, counters=counters,
+                      record=lambda d, t, port, msg: recorded.append((d, t, port, tuple(msg))))
+    slots = core.slots
 
     sent = _drive(core, events, clock)
     stats = write_midi(out_path, recorded, start_ns=0)

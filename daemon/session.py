@@ -1,6 +1,6 @@
-"""Build the configured processors: load each through its entry point, start it, warm it up.
-
-Shared by ``genie run`` (live) and ``genie play`` (offline), so both load processors the same way.
+"""The one start-up path of ``genie run`` (live) and ``genie play`` (offline): every configured
+processor loaded through its entry point, started and warmed up, and the ``EngineCore`` that
+routes to them, with the workers of the mode (a thread per processor live, stepped offline).
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import logging
 from collections.abc import Callable
 
 from daemon.config import Config
-from daemon.core import HostRef, Slot
+from daemon.core import EngineCore, HostRef, Recorder, Slot
+from daemon.events import Counters
 from daemon.events import now_ns as clock_now
 from daemon.processor import Context, ProcessorError, load, model_cards, package_file
 
@@ -42,3 +43,13 @@ def build_slots(cfg: Config, host: HostRef | None = None,
                      licence)
         slots.append(Slot(pcfg, proc))
     return slots
+
+
+def build_core(cfg: Config, workers, *, now_ns: Callable[[], int] = clock_now,
+               counters: Counters | None = None, record: Recorder | None = None) -> EngineCore:
+    """Processors (``build_slots``) and the core that plays them, with ``workers``
+    (``ThreadedWorkers`` live, ``SteppedWorkers`` offline); the processors' contexts reach the
+    core for jobs, retraction and the transport."""
+    host = HostRef()
+    slots = build_slots(cfg, host=host, now_ns=now_ns)
+    return EngineCore(cfg, slots, counters, record, workers=workers, host=host)

@@ -177,7 +177,7 @@ class ThreadedWorkers:
     """Live: a worker thread per processor; pieces wait for the engine thread in one queue."""
 
     def __init__(self, wake: Callable[[], None] = lambda: None, counters: Counters | None = None) -> None:
-        self._wake = wake
+        self.wake = wake  # the engine sets it: a piece wakes its thread
         self._counters = counters
         self._threads: dict[str, _WorkerThread] = {}
         self._lock = threading.Lock()
@@ -200,7 +200,7 @@ class ThreadedWorkers:
     def _emit(self, handle: Handle, piece: Any) -> None:
         with self._lock:
             self._pieces.append((handle, piece))
-        self._wake()
+        self.wake()
 
     def collect(self, now_ns: int = 0) -> list[tuple[Handle, Any]]:
         """The pieces produced since the last call (engine thread)."""

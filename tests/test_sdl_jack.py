@@ -49,13 +49,17 @@ def test_virtual_sdl_controller_plays_through_the_engine_on_real_jack_ports(live
     proc = ThruProcessor()
     proc.start(Context("thru", {}))
     out = MidiOutput.open("jack", OUT)
-    engine = Engine(cfg, [Slot(cfg.processors[0], proc)], [], {OUT: out})
+    from daemon.core import EngineCore
+    from daemon.workers import ThreadedWorkers
+
+    engine = Engine(cfg, EngineCore(cfg, [Slot(cfg.processors[0], proc)], workers=ThreadedWorkers()), [], {OUT: out})
     listen = src = pad = None
     started = False
     try:
         listen = Client("gt-sdl", target_in=None, target_out=f"{OUT}:{OUT}")
         engine.start()
         started = True
+        assert listen.take(2) == [(0xB0, 64, 0), (0xB0, 123, 0)]  # start-up: the channel cleared
         src = SdlGamepadSource(engine.post, engine.source_lost)
         src.open()
         pad = VirtualPad(src)

@@ -66,22 +66,17 @@ def play_clock(probe, bpm: float, bars: int, progress: Callable[[int], None] | N
 def due_times(config: Path, sent: list[tuple[int, tuple[int, ...]]]) -> list[tuple[int, tuple[int, ...]]]:
     """The processor's note-ons and their due times for this clock, offline (same config, seed)."""
     from daemon.config import load_config
-    from daemon.core import EngineCore, HostRef
-    from daemon.events import Counters
     from daemon.offline import _drive, offline_config
-    from daemon.session import build_slots
+    from daemon.session import build_core
     from daemon.workers import SteppedWorkers
 
     cfg = offline_config(load_config(str(config)), None, False, None)
     t0 = sent[0][0]
     clock = [0]
-    host = HostRef()
-    slots = build_slots(cfg, host=host, now_ns=lambda: clock[0])
     out: list[tuple[int, tuple[int, ...]]] = []
-    counters = Counters()
-    EngineCore(cfg, slots, counters, workers=SteppedWorkers(counters), host=host,
-               record=lambda d, t, port, msg: out.append((t + t0, tuple(msg))) if d == "out" else None)
-    _drive(host.target, [MidiEvent(t - t0, "daw", m) for t, m in sent], clock)
+    core = build_core(cfg, SteppedWorkers(), now_ns=lambda: clock[0],
+                      record=lambda d, t, port, msg: out.append((t + t0, tuple(msg))) if d == "out" else None)
+    _drive(core, [MidiEvent(t - t0, "daw", m) for t, m in sent], clock)
     return [(t, m) for t, m in out if is_note_on(m)]
 
 

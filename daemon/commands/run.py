@@ -264,15 +264,16 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
 
 def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = None,
          force: bool = False) -> None:
-    from daemon.core import HostRef
     from daemon.engine import Engine
-    from daemon.session import build_slots
+    from daemon.events import Counters
+    from daemon.session import build_core
+    from daemon.workers import ThreadedWorkers
 
     cfg.midi.send_ahead_ms = _send_ahead_ms(cfg, api)
     _use_learned_midi_buttons(cfg)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    host = HostRef()
-    slots = build_slots(cfg, host=host)
+    counters = Counters()
+    core = build_core(cfg, ThreadedWorkers(counters=counters), counters=counters)
 
     inputs = []  # each port is closed on every way out, also when a later one fails to open
     rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
@@ -298,7 +299,8 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         recorder.start()
         stack.callback(_close_recorder, recorder)
 
-    engine = Engine(cfg, slots, inputs, outputs, recorder.record if recorder else None, host=host)
+    core.record = recorder.record if recorder else None
+    engine = Engine(cfg, core, inputs, outputs)
 
     pidfile = pidfile_path(cfg.midi.client_name)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +323,7 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     inputs_.start()
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
              ", ".join(p.name for p in inputs) or "keyboard",
-             ", ".join(s.label for s in slots), ", ".join(outputs), api, cfg.midi.send_ahead_ms)
+             ", ".join(s.label for s in core.slots), ", ".join(outputs), api, cfg.midi.send_ahead_ms)
     try:
         engine.wait()
     finally:
