@@ -7,7 +7,6 @@ command through the ``genie.train`` entry point.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,20 +14,13 @@ from pathlib import Path
 import click
 
 from markov.model import MarkovConfig
+from modelkit.datasets import datasets_root
 
 log = logging.getLogger("genie.train")
 
 NOTTINGHAM_MELODY = Path("nottingham-jukedeck") / "MIDI" / "melody"
 SPLITS = ("train", "validation", "test")
 PACKAGE = Path(__file__).resolve().parent
-
-
-def datasets_root() -> Path:
-    """``$GENIE_DATASETS``, else ``shared/datasets`` beside the repository (``../shared/datasets``)."""
-    env = os.environ.get("GENIE_DATASETS")
-    if env:
-        return Path(env).expanduser()
-    return PACKAGE.parents[1] / "shared" / "datasets"
 
 
 def shipped_markov_weights() -> Path:

@@ -92,7 +92,7 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _out_of_time(cfg: LoopConfig, started: float, step: int, world: int, device: torch.device) -> bool:
+def time_is_up(cfg: LoopConfig, started: float, step: int, world: int, device: torch.device) -> bool:
     """Whether ``max_minutes`` has passed; checked at logging steps, rank 0 decides for all."""
     if not cfg.max_minutes or step % cfg.log_every:
         return False
@@ -199,7 +199,7 @@ def train_loop(task: Task, cfg: LoopConfig, progress: bool | None = None) -> dic
             if rank == 0:
                 log.info("step %d | %s | %.0f ms/step", step, " ".join(f"{k} {v / acc_n:.4f}" for k, v in acc.items()), ms)
             acc, acc_n, t_log = {}, 0, time.perf_counter()
-        out_of_time = _out_of_time(cfg, started, step, world, device)
+        out_of_time = time_is_up(cfg, started, step, world, device)
         if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
             model.eval()
             with torch.no_grad():

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
 
+from modelkit.cli import setup_logging as _logging
+
 DEFAULT_RUN = Path("runs") / "pianogenie"
-
-
-def _logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @click.command("pianogenie")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modelkit.datasets import cache_dir, datasets_root
+
 NUM_KEYS = 88
 LOWEST_PITCH = 21  # A0 is key 0; C8 (108) is key 87
 DT_RATE_HZ = 31.25  # delta-time buckets are 32 ms wide
@@ -101,17 +103,8 @@ def split_of(composer: str, title: str) -> str:
     return "test" if h == 0 else "validation" if h == 1 else "train"
 
 
-def datasets_root() -> Path:
-    """``$GENIE_DATASETS``, else ``shared/datasets`` beside the repository."""
-    env = os.environ.get("GENIE_DATASETS")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "genie" / "pianogenie"
+    return cache_dir("pianogenie")
 
 
 @dataclass

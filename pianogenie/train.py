@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modelkit import plots
+from modelkit.checkpoints import save_atomic
+from modelkit.loop import distributed, time_is_up
 from pianogenie import data
 from pianogenie.model import PianoGenie, PianoGenieConfig
 
@@ -109,73 +112,18 @@ def model_from_checkpoint(ckpt: dict) -> PianoGenie:
     return model.eval()
 
 
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
-
-
 def plot_history(history: list[dict], path: Path, title: str = "") -> bool:
-    """Training and validation loss against step, as a PNG; False when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4))
-    train = [h for h in history if "ce" in h]
-    val = [h for h in history if "val_ce" in h]
-    ax.plot([h["step"] for h in train], [h["ce"] for h in train], lw=0.8, label="train CE")
-    if val:
-        ax.plot([h["step"] for h in val], [h["val_ce"] for h in val], "o-", ms=3, label="validation CE")
-    if train and "contour" in train[0]:
-        ax.plot([h["step"] for h in train], [h["contour"] for h in train], lw=0.8, label="contour penalty")
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats per note")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    """Training and validation cross-entropy (and the contour penalty) against step, as a PNG."""
+    return plots.plot_history(history, path, title, series=("ce", "contour"), ylabel="nats per note")
 
 
 # ---- the loop ----------------------------------------------------------------------------
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), initialising the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _out_of_time(cfg: TrainConfig, started: float, step: int, world: int, device: torch.device) -> bool:
-    """Whether ``max_minutes`` has passed; checked at logging steps, and rank 0 decides for all
-    (processes that stopped at different steps would wait for each other for ever)."""
-    if not cfg.max_minutes or step % cfg.log_every:
-        return False
-    late = time.perf_counter() - started > cfg.max_minutes * 60
-    if world > 1:
-        import torch.distributed as dist
-
-        flag = torch.tensor([int(late)], device=device)
-        dist.broadcast(flag, src=0)
-        late = bool(flag.item())
-    return late
-
-
 def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: bool | None = None) -> dict:
     """Train until ``cfg.steps`` (resuming from ``out_dir/ckpt.pt`` when it exists); returns the
     last checkpoint dict. ``perf`` lets tests pass prepared data instead of the dataset."""
-    rank, world = _distributed()
+    rank, world = distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} does not split over {world} processes")
     torch.set_num_threads(cfg.threads)
@@ -218,7 +166,7 @@ def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: boo
                 "split": perf.meta.get("split_rule", ""), "data": perf.meta.get("counts", {}),
                 "torch": str(torch.__version__)}
         if rank == 0:
-            _save(ckpt, ckpt_file)
+            save_atomic(ckpt, ckpt_file)
         return ckpt
 
     show_bar = progress if progress is not None else (rank == 0 and sys.stderr.isatty())
@@ -258,7 +206,7 @@ def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: boo
                 parts = " ".join(f"{k} {v / acc_n:.4f}" for k, v in acc.items())
                 log.info("step %d | %s | %.0f ms/step", step, parts, ms)
             acc, acc_n, t_log = {}, 0, time.perf_counter()
-        out_of_time = _out_of_time(cfg, started, step, world, device)
+        out_of_time = time_is_up(cfg, started, step, world, device)
         if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
             val = estimate(model, val_keys.to(device), val_dts.to(device))
             history.append({"step": step, **{f"val_{k}": v for k, v in val.items()}})
@@ -267,7 +215,7 @@ def train(cfg: TrainConfig, perf: data.Performances | None = None, progress: boo
             if val["ce"] < best_val:
                 best_val = val["ce"]
                 if rank == 0:
-                    _save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                    save_atomic({"model": {k: v.cpu() for k, v in model.state_dict().items()},
                            "model_args": asdict(cfg.model), "step": step, "val": val,
                            "config": cfg.to_dict(), "wall_time_s": wall_s}, out / "best.pt")
         if step % cfg.ckpt_every == 0 or step == cfg.steps or out_of_time:
