@@ -1,24 +1,47 @@
-# The two Quick start commands. Both work on a fresh Debian / Raspberry Pi OS machine.
-#   make run    install the package (and jackd2 where no MIDI backend exists) and play the default processor
-#   make test   install what the tests need (jackd2, torch CPU, the dev extra) and run them
+# The two Quick start commands. Both work on a fresh Debian / Raspberry Pi OS machine, whose
+# system Python refuses pip installs (PEP 668): everything goes into a virtual environment, .venv.
+#   make run    install Genie into .venv (and jackd2 where no MIDI backend exists), play the default processor
+#   make test   install what the tests need (jackd2, torch's CPU build, the dev extra) and run them
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip install -q
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+# PyTorch's CPU-only wheels (a few hundred MB); a plain pin from PyPI is the multi-GB CUDA build.
+# Where that index cannot be reached (a machine with PyPI only) the pin comes from PyPI as before.
+TORCH := torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: run test install jackd
+.PHONY: run test install jackd venv
 
 jackd:
 	@command -v jackd >/dev/null 2>&1 || { \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jackd2 >/dev/null; }
 
-install:
-	$(PIP) torch==2.13.0
+$(PY):
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3-venv is missing: installing it (Debian / Raspberry Pi OS)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PYTHON) -m venv $(VENV); }
+
+venv: $(PY)
+
+install: venv
+	@if $(PY) -c 'import torch' 2>/dev/null; then :; \
+	elif $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=5)" 2>/dev/null; then \
+	  echo "torch: the CPU build from $(TORCH_INDEX)"; \
+	  $(PIP) --index-url $(TORCH_INDEX) $(TORCH); \
+	else \
+	  echo "torch: $(TORCH_INDEX) cannot be reached; the pin from the package index"; \
+	  $(PIP) $(TORCH); \
+	fi
 	$(PIP) -e '.[dev]'
+	@echo "installed into $(VENV): run $(VENV)/bin/genie (or: . $(VENV)/bin/activate)"
 
 run: install
 	@[ -e /dev/snd/seq ] || [ "$$(uname)" = Darwin ] || $(MAKE) --no-print-directory jackd
-	$(PYTHON) -m daemon run --headless
+	$(PY) -m daemon run --headless
 
 test: jackd install
-	$(PYTHON) -m pytest -q
+	$(PY) -m pytest -q
