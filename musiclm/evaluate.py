@@ -1,8 +1,9 @@
 """Evaluate Music Transformers: NLL per token (nats) on JSB Chorales and MAESTRO, beside the paper.
 
-``run()`` with no paths evaluates the shipped files: the TorchScript artefacts in
-``musiclm/weights/`` (``musiclm_jsb.pt``, ``musiclm_jsb_absolute.pt``, ``musiclm_maestro.pt``),
-else the checkpoints in ``checkpoints/musiclm/<run>/`` (``best.pt``, else ``ckpt.pt``). The
+``run()`` with no paths evaluates the shipped files: a TorchScript artefact in ``musiclm/weights/``
+where one is shipped (``musiclm_maestro.pt``; ``musiclm_jsb.pt`` and ``musiclm_jsb_absolute.pt``
+if ever exported there), else the checkpoints in ``checkpoints/musiclm/<run>/`` (``best.pt``, else
+``ckpt.pt``, whose weights are the best when no best.pt was copied beside it). The
 protocol of each dataset is in ``musiclm.data`` and the model card.
 """
 
