@@ -192,16 +192,21 @@ def test_recover_a_journal_cut_short_by_a_crash(tmp_path: Path) -> None:
 
     stats = recover(crashed)  # default output: the journal's path without .journal
     out = crashed.parent / "gig.mid"
-    assert stats.skipped_lines == 1 and stats.events == 29 and stats.tracks == 3
+    # 29 events, and a note-off for each note the crash left open: the 10 keys held on the
+    # input, and the last output note whose note-off was the line cut short
+    assert stats.skipped_lines == 1 and stats.events == 29 + 11 and stats.tracks == 3
     recovered, complete = mido.MidiFile(out), mido.MidiFile(path)
     assert len(recovered.tracks) == len(complete.tracks)
     for got, want in zip(recovered.tracks, complete.tracks):
         assert got.name == want.name
     got_out = midi_events(by_name(recovered)["Genie out (output)"])
     want_out = midi_events(by_name(complete)["Genie out (output)"])
-    assert [(t, m.bytes()) for t, m in got_out] == [(t, m.bytes()) for t, m in want_out[:-1]]
-    assert [(t, m.bytes()) for t, m in midi_events(by_name(recovered)[INPUT_TRACK])] == \
+    assert [(t, m.bytes()) for t, m in got_out[:-1]] == [(t, m.bytes()) for t, m in want_out[:-1]]
+    assert got_out[-1][1].type == "note_off" and got_out[-1][1].note == 79  # closed at the end
+    got_in = midi_events(by_name(recovered)[INPUT_TRACK])
+    assert [(t, m.bytes()) for t, m in got_in[:10]] == \
         [(t, m.bytes()) for t, m in midi_events(by_name(complete)[INPUT_TRACK])]
+    assert sorted(m.note for _, m in got_in[10:] if m.type == "note_off") == list(range(60, 70))
     assert crashed.exists()  # recover leaves the journal for the user to remove
 
 
@@ -247,10 +252,10 @@ def test_recover_command(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["recover", str(journal)])
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n") == 1
-    assert "2 events" in result.stdout and "1 damaged line" in result.stdout
+    assert "4 events" in result.stdout and "1 damaged line" in result.stdout  # 2 + 2 notes closed
     mid = mido.MidiFile(tmp_path / "set.mid")
     assert [t.name for t in mid.tracks[1:]] == [INPUT_TRACK, "o (output)"]
-    assert [(t, m.note) for t, m in midi_events(mid.tracks[2])] == [(6, 60)]
+    assert [(t, m.type, m.note) for t, m in midi_events(mid.tracks[2])] == [(6, "note_on", 60), (6, "note_off", 60)]
 
     other = tmp_path / "other.mid"
     result = runner.invoke(cli, ["recover", str(journal), "--out", str(other)])
@@ -327,3 +332,25 @@ def test_genie_play_never_overwrites_its_input_or_an_earlier_output(tmp_path):
     assert r.exit_code == 0, r.output
     assert out.read_bytes() == b"yesterday's take" and (tmp_path / "out-2.mid").is_file()
     assert "out-2.mid" in r.output
+
+
+def test_a_recovered_take_closes_the_notes_the_crash_left_open(tmp_path):
+    import mido
+
+    from daemon.io.recorder import Recorder, journal_path_for, recover
+
+    take = tmp_path / "take.mid"
+    rec = Recorder(take, flush_interval_s=0.01, start_ns=0)
+    rec.start()
+    rec.record("in", 1_000_000, "Genie in", (0x90, 60, 100))
+    rec.record("out", 2_000_000, "Genie out", (0x90, 72, 90))
+    rec.record("out", 3_000_000, "Genie out", (0x90, 74, 90))
+    rec.record("out", 400_000_000, "Genie out", (0x80, 74, 0))
+    rec.flush()  # what was on disk when the power went
+    journal = journal_path_for(take)
+    recover(journal)  # a SIGKILL: close() never ran
+    mid = mido.MidiFile(take)
+    for track in mid.tracks[1:]:
+        on = {m.note for m in track if m.type == "note_on" and m.velocity}
+        off = {m.note for m in track if m.type == "note_off" or (m.type == "note_on" and not m.velocity)}
+        assert on <= off, (track.name, on, off)

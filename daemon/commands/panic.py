@@ -7,17 +7,16 @@ import signal
 
 import click
 
-from daemon.commands.run import pidfile_path
+from daemon.control import ControlError, daemon_pid
 
 
 @click.command()
 @click.pass_obj
 def panic(state) -> None:
-    """All notes off: note-offs, sustain off and all-notes-off on every channel Genie used."""
-    path = pidfile_path(state.config.midi.client_name)
+    """All notes off: note-offs, sustain off and all-notes-off on every channel Genie may use."""
     try:
-        pid = int(path.read_text().strip())
+        pid = daemon_pid(state.config.midi.client_name)
         os.kill(pid, signal.SIGUSR1)
-    except (OSError, ValueError):
-        raise click.ClickException(f"no running Genie daemon found (pid file {path})") from None
+    except (ControlError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"panic sent to Genie (pid {pid})")

@@ -8,7 +8,6 @@ import signal
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,12 +23,6 @@ log = logging.getLogger("genie")
 # interval: measured here with `genie bench latency`, 5e-4 left (c') - (b) at +1.3 ms p99, 1e-4 at
 # +0.36 ms (target 0.5). The worker loses a little throughput; torch releases the GIL anyway.
 SWITCH_INTERVAL_S = 1e-4
-
-
-def pidfile_path(client_name: str) -> Path:
-    """Where a running daemon leaves its pid, so ``genie panic`` can signal it."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/genie-{os.getuid()}"
-    return Path(base) / "genie" / f"{client_name}.pid"
 
 
 def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
@@ -302,9 +295,12 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     core.record = recorder.record if recorder else None
     engine = Engine(cfg, core, inputs, outputs)
 
-    pidfile = pidfile_path(cfg.midi.client_name)
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
-    pidfile.write_text(str(os.getpid()))
+    from daemon.control import ControlError, claim
+
+    try:
+        pidfile = claim(cfg.midi.client_name)
+    except (ControlError, OSError) as exc:
+        raise UserError(f"control file: {exc}") from None
     stack.callback(lambda: pidfile.unlink(missing_ok=True))
 
     signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())

@@ -68,7 +68,8 @@ class WriteStats:
     skipped_lines: int = 0  # damaged journal lines (journals only)
 
 
-def take_path(path: str | os.PathLike, force: bool = False, keep: tuple[Path, ...] = ()) -> Path:
+def take_path(path: str | os.PathLike, force: bool = False, keep: tuple[Path, ...] = (),
+              journal_free: bool = True) -> Path:
     """Where a take (or any file Genie writes) goes without destroying anything.
 
     A path that exists and is not a regular file (a symlink, a device, a folder) is refused, as
@@ -87,7 +88,7 @@ def take_path(path: str | os.PathLike, force: bool = False, keep: tuple[Path, ..
     if force:
         return path
     candidate, n = path, 1
-    while candidate.exists() or candidate.is_symlink() or journal_path_for(candidate).exists():
+    while candidate.exists() or candidate.is_symlink() or (journal_free and journal_path_for(candidate).exists()):
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     if candidate != path:
@@ -274,9 +275,26 @@ def recover(journal_path: str | os.PathLike, out_path: str | os.PathLike | None 
     journal itself is left in place.
     """
     start_ns, events, skipped = read_journal(journal_path)
-    out = Path(out_path) if out_path is not None else default_output_for(journal_path)
-    stats = write_midi(out, events, start_ns)
+    out = Path(out_path) if out_path is not None else take_path(default_output_for(journal_path), journal_free=False)
+    stats = write_midi(out, close_open_notes(events), start_ns)
     return WriteStats(stats.events, stats.tracks, stats.omitted, skipped)
+
+
+def close_open_notes(events: list[RecordedEvent]) -> list[RecordedEvent]:
+    """The events, and a note-off at the last event's time for every note a crash left open
+    (per direction, port and channel), so the recovered take has no endless note."""
+    sounding: dict[tuple[str, str, int, int], int] = {}
+    for direction, _, port, msg in events:
+        if len(msg) == 3 and msg[0] & 0xF0 in (0x80, 0x90):
+            key = (direction, port, msg[0] & 0x0F, msg[1])
+            if msg[0] & 0xF0 == 0x90 and msg[2] > 0:
+                sounding[key] = sounding.get(key, 0) + 1
+            elif sounding.get(key):
+                sounding[key] -= 1
+    end = max((t for _, t, _, _ in events), default=0)
+    closing = [(d, end, port, (0x80 | ch, pitch, 0))
+               for (d, port, ch, pitch), n in sorted(sounding.items()) for _ in range(n)]
+    return list(events) + closing
 
 
 # ---- the recorder ------------------------------------------------------------------------------
