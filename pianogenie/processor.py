@@ -383,6 +383,14 @@ class PianoGenieProcessor(BaseProcessor):
             self.refresh_in_worker(now_ns)
         return ()
 
+    def on_release(self, reason: str) -> None:
+        """The engine ended our notes (panic, switch, ...) and cancelled our jobs: no key counts
+        as held any more (a button still down plays again when pressed), and the next rows are
+        asked for afresh (the cancelled job's never come)."""
+        self._held.clear()
+        self._down.clear()
+        self._inflight = None
+
     def stop(self) -> None:
         self._held.clear()  # the scheduler's ledger sends the note-offs
         self._ready = {}

@@ -239,3 +239,24 @@ def test_after_a_flood_of_presses_a_press_is_heard_again_within_a_second(rig):
     assert heard is not None
     print(f"flood of {2 * i} messages in 3 s; heard again {(heard - flood_end) / 1e6:.0f} ms after it ended")
     assert heard - flood_end < 1_500 * MS
+
+
+def test_after_a_panic_piano_genie_plays_and_refreshes_again():
+    pytest.importorskip("torch")
+    from pianogenie.processor import PianoGenieProcessor
+
+    core, clock, sent = offline_core({"processor": [{"name": "pianogenie", "label": "genie"}]},
+                                     {"genie": PianoGenieProcessor})
+    proc = core.slots[0].proc
+
+    def at(ms, msg):
+        clock[0] = ms * MS
+        core.feed(MidiEvent(ms * MS, "kbd", msg), ms * MS)
+        core.tick(ms * MS)
+
+    at(0, (NOTE_ON, 60, 90))
+    core.tick(50 * MS)  # the worker is asked for the next rows
+    core.panic(60 * MS)  # ... and cancelled by the panic
+    assert proc._inflight is None and not proc._held
+    at(100, (NOTE_ON, 60, 90))  # the key still down, pressed again: it plays
+    assert [round(t / MS) for t, m in sent if is_note_on(m)] == [0, 100]
