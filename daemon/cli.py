@@ -89,9 +89,15 @@ class State:
 
     @property
     def config(self):
+        """The configuration file's, checked and frozen."""
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+    def config_with(self, overrides):
+        """The configuration with a command's options written into its raw tables first
+        (``overrides(raw)``), so they are checked as the file is; frozen."""
+        return load_config(self.config_path, overrides)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,8 +22,48 @@ class ConfigError(Exception):
     """A bad configuration; ``str()`` is the one-line message for the user."""
 
 
+class _Freezable:
+    """Config sections become read-only once the whole configuration is checked (``freeze``):
+    what the daemon runs with is what was checked."""
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"the checked configuration is frozen: {type(self).__name__}.{key}")
+        object.__setattr__(self, key, value)
+
+
+def _sections(cfg: Any) -> list[Any]:
+    out = [cfg]
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, _Freezable):
+            out += _sections(v)
+        elif isinstance(v, (list, tuple)):
+            out += [x for x in v if isinstance(x, _Freezable)]
+    return out
+
+
+def freeze(cfg: "Config") -> "Config":
+    """Make a checked configuration read-only (its list of processors a tuple)."""
+    object.__setattr__(cfg, "processors", tuple(cfg.processors))
+    for section in _sections(cfg):
+        object.__setattr__(section, "_frozen", True)
+    return cfg
+
+
+def thawed_copy(cfg: "Config") -> "Config":
+    """A deep copy that may be changed (``genie play`` sets its own offline values)."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    for section in _sections(out):
+        section.__dict__.pop("_frozen", None)
+    object.__setattr__(out, "processors", list(out.processors))
+    return out
+
+
 @dataclass
-class MidiConfig:
+class MidiConfig(_Freezable):
     api: str = "auto"  # auto | alsa | jack | coremidi
     client_name: str = "Genie"
     input_port: str = "Genie in"  # Genie's own virtual input; "" for none
@@ -37,7 +77,7 @@ class MidiConfig:
 
 
 @dataclass
-class EngineConfig:
+class EngineConfig(_Freezable):
     seed: int = 0
     idle_interval_ms: float = 2.0
     switch: str = "none"  # none (all processors play) | program (Program Change n picks the n-th)
@@ -51,7 +91,7 @@ class EngineConfig:
 
 
 @dataclass
-class KeyboardConfig:
+class KeyboardConfig(_Freezable):
     enabled: str = "auto"  # auto | on (a missing keyboard is an error) | off
     # auto: local keyboards through evdev (true press and release) where readable and no desktop
     # session runs, and the terminal when stdin is one (its keys swallowed while an evdev
@@ -64,7 +104,7 @@ class KeyboardConfig:
 
 
 @dataclass
-class GamepadConfig:
+class GamepadConfig(_Freezable):
     enabled: str = "auto"  # auto (when python-evdev is installed and /dev/input exists) | on | off
     grab: bool = False  # exclusive access: presses do not reach the console or other programs
     devices: list[str] = field(default_factory=lambda: ["*"])  # device name or path globs
@@ -76,13 +116,13 @@ class GamepadConfig:
 
 
 @dataclass
-class RecordConfig:
+class RecordConfig(_Freezable):
     path: str = ""
     flush_interval_s: float = 1.0
 
 
 @dataclass
-class ProcessorConfig:
+class ProcessorConfig(_Freezable):
     name: str = "pianogenie"  # entry point in group genie.processors
     label: str = ""  # defaults to name; must be unique
     inputs: list[str] = field(default_factory=lambda: ["*"])  # sources: port globs, "keyboard",
@@ -102,7 +142,7 @@ class ProcessorConfig:
 
 
 @dataclass
-class Config:
+class Config(_Freezable):
     path: str = "<defaults>"
     midi: MidiConfig = field(default_factory=MidiConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -130,11 +170,20 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
-def load_config(explicit: str | None = None) -> Config:
-    """Read and validate the configuration; raise ConfigError with a one-line message."""
+def load_config(explicit: str | None = None, overrides: Any = None) -> Config:
+    """Read the configuration, apply ``overrides(raw)`` (the command line's options, written
+    into the raw TOML tables), check it all and freeze it; ConfigError with a one-line message."""
+    raw, path = read_raw(explicit)
+    if overrides is not None:
+        overrides(raw)
+    return freeze(parse_config(raw, path))
+
+
+def read_raw(explicit: str | None = None) -> tuple[dict[str, Any], str]:
+    """The TOML document of the configuration file ({} without one) and its path."""
     path = find_config(explicit)
     if path is None:
-        return Config()
+        return {}, "<defaults>"
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -143,7 +192,7 @@ def load_config(explicit: str | None = None) -> Config:
         raise ConfigError(f"config {path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
-    return parse_config(raw, str(path))
+    return raw, str(path)
 
 
 def parse_config(raw: dict[str, Any], path: str = "<config>") -> Config:

@@ -62,10 +62,11 @@ class Slot:
     chain_from: list[str] = field(default_factory=list)  # processors whose outputs it hears
 
     def __post_init__(self) -> None:
-        if midi_buttons.is_default(self.cfg.buttons) and getattr(self.proc, "listens", False):
-            self.cfg.buttons = []  # a processor that listens hears every note as a note
+        self.buttons = self.cfg.buttons
+        if midi_buttons.is_default(self.buttons) and getattr(self.proc, "listens", False):
+            self.buttons = []  # a processor that listens hears every note as a note
         # note -> button, CC number -> button (daemon.io.midi_buttons)
-        self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.cfg.buttons)
+        self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.buttons)
         # the engine need not wake for idle calls that do nothing (BaseProcessor's default)
         self.has_idle = getattr(type(self.proc), "on_idle", None) is not BaseProcessor.on_idle
         c = self.cfg
@@ -134,7 +135,8 @@ class EngineCore:
     thread per processor live, stepped offline), retraction, and the transport of clocked ones."""
 
     def __init__(self, cfg: Config, slots: list[Slot], counters: Counters | None = None,
-                 record: Recorder | None = None, workers=None, host: HostRef | None = None) -> None:
+                 record: Recorder | None = None, workers=None, host: HostRef | None = None,
+                 send_ahead_ms: float | None = None) -> None:
         self.cfg = cfg
         self.slots = slots
         self.counters = counters or Counters()
@@ -152,7 +154,8 @@ class EngineCore:
         if host is not None:
             host.target = self
         self.record = record
-        self.send_ahead_ns = max(0, int(cfg.midi.send_ahead_ms * 1e6))
+        ahead = cfg.midi.send_ahead_ms if send_ahead_ms is None else send_ahead_ms
+        self.send_ahead_ns = max(0, int(ahead * 1e6))  # the API decides when the config says -1
         self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
         # an echo's delay jitters by up to one JACK period (twice the send-ahead) on its way back
         self.echo = EchoGuard(int(cfg.midi.echo_window_ms * 1e6), self.counters,

@@ -20,7 +20,6 @@ presses, since a chord could hold it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import mido
 from mido.midifiles.meta import KeySignatureError
 
-from daemon.config import Config, ProcessorConfig
+from daemon.config import Config, ProcessorConfig, thawed_copy
 from daemon.core import EngineCore
 from daemon.events import (CLOCK, START, STOP, ButtonEvent, Counters, Event, MidiEvent, is_note_off,
                            is_note_on)
@@ -108,7 +107,7 @@ def to_buttons(events: list[MidiEvent], button_notes: list[int]) -> list[Event]:
 def offline_config(cfg: Config, processor: str | None, as_buttons: bool,
                    seed: int | None) -> Config:
     """A copy of ``cfg`` set up for offline play."""
-    cfg = copy.deepcopy(cfg)
+    cfg = thawed_copy(cfg)
     cfg.midi.send_ahead_ms = 0.0
     if seed is not None:
         cfg.engine.seed = seed

@@ -46,10 +46,11 @@ def build_slots(cfg: Config, host: HostRef | None = None,
 
 
 def build_core(cfg: Config, workers, *, now_ns: Callable[[], int] = clock_now,
-               counters: Counters | None = None, record: Recorder | None = None) -> EngineCore:
+               counters: Counters | None = None, record: Recorder | None = None,
+               send_ahead_ms: float | None = None) -> EngineCore:
     """Processors (``build_slots``) and the core that plays them, with ``workers``
     (``ThreadedWorkers`` live, ``SteppedWorkers`` offline); the processors' contexts reach the
     core for jobs, retraction and the transport."""
     host = HostRef()
     slots = build_slots(cfg, host=host, now_ns=now_ns)
-    return EngineCore(cfg, slots, counters, record, workers=workers, host=host)
+    return EngineCore(cfg, slots, counters, record, workers=workers, host=host, send_ahead_ms=send_ahead_ms)

@@ -151,3 +151,24 @@ def test_thru_options_out_of_range_are_one_line(tmp_path, monkeypatch, capsys, o
     code, err = _run_main(monkeypatch, capsys, ["--config", str(path), "play", str(_tune(tmp_path / "x.mid")),
                                                 "--out", str(tmp_path / "o.mid")])
     assert code == 2 and err.strip().count("\n") == 0 and why in err
+
+
+def test_command_line_options_are_checked_with_the_file_and_the_result_is_frozen(tmp_path):
+    from daemon.commands.run import raw_overrides
+    from daemon.config import load_config
+
+    path = tmp_path / "genie.toml"
+    path.write_text("[[processor]]\nname = 'markov'\nchannel = 3\ninputs = ['keyboard']\n"
+                    "options = { temperature = 0.5 }\n")
+    cfg = load_config(str(path), raw_overrides("thru", ("Launch*",), "Genie drums", None, (), None,
+                                                False, False))
+    p = cfg.processors[0]
+    assert (p.name, p.label, p.channel, p.output, p.options) == ("thru", "thru", 3, "Genie drums", {})
+    assert "keyboard:*" in p.inputs and cfg.midi.inputs == ["Launch*"] and cfg.keyboard.enabled == "off"
+    with pytest.raises(AttributeError, match="frozen"):
+        cfg.midi.api = "alsa"
+    with pytest.raises(AttributeError, match="frozen"):
+        p.output = "elsewhere"
+    # an option from the command line is checked as the file's would be, naming the key
+    with pytest.raises(ConfigError, match="processor\\[0\\].out_channel"):
+        load_config(str(path), lambda raw: raw["processor"][0].update(out_channel=99))

@@ -25,34 +25,46 @@ log = logging.getLogger("genie")
 SWITCH_INTERVAL_S = 1e-4
 
 
-def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
-                    output: str | None, api: str | None, connect: tuple[str, ...],
-                    record: str | None, keyboard: bool | None, stress_worker: bool) -> Config:
-    """Command-line options win over the config file."""
-    if processor:
-        first = cfg.processors[0]
-        opts = first.options if first.name == processor else {}
-        cfg.processors = [ProcessorConfig(name=processor, label=processor, inputs=first.inputs,
-                                          channel=first.channel, buttons=first.buttons,
-                                          output=first.output, out_channel=first.out_channel,
-                                          clock=first.clock, passthrough=first.passthrough,
-                                          options=opts)]
-    if inputs:
-        cfg.midi.inputs = list(inputs)
-    if output:
-        for p in cfg.processors:
-            p.output = output
-    if api:
-        cfg.midi.api = api
-    if connect:
-        cfg.midi.connect = list(connect)
-    if record:
-        cfg.record.path = record
-    if keyboard is not None:
-        cfg.keyboard.enabled = "on" if keyboard else "off"
-    if stress_worker:
-        cfg.engine.stress_worker = True
-    return cfg
+def raw_overrides(processor: str | None, inputs: tuple[str, ...], output: str | None,
+                  api: str | None, connect: tuple[str, ...], record: str | None,
+                  keyboard: bool | None, stress_worker: bool):
+    """The command line's options, written into the raw TOML tables before the whole is checked
+    (so they are checked as the file is) and frozen: they win over the file."""
+
+    def table(raw: dict, key: str) -> dict:
+        t = raw.get(key)
+        if not isinstance(t, dict):
+            t = raw[key] = {} if t is None else t
+        return t if isinstance(t, dict) else {}
+
+    def apply(raw: dict) -> None:
+        tables = raw.get("processor")
+        first = tables[0] if isinstance(tables, list) and tables and isinstance(tables[0], dict) else {}
+        if processor:
+            keep = {k: v for k, v in first.items() if k not in ("name", "label", "options")}
+            if first.get("name", ProcessorConfig.name) == processor and "options" in first:
+                keep["options"] = first["options"]  # a processor's options go with it only
+            raw["processor"] = [{**keep, "name": processor, "label": processor}]
+        if output:
+            for t in raw.setdefault("processor", [{}]):
+                if isinstance(t, dict):
+                    t["output"] = output
+        midi = table(raw, "midi")
+        if inputs:
+            midi["inputs"] = list(inputs)
+        if api:
+            midi["api"] = api
+        if connect:
+            midi["connect"] = list(connect)
+        if record:
+            table(raw, "record")["path"] = record
+        if keyboard is not None:
+            table(raw, "keyboard")["enabled"] = "on" if keyboard else "off"
+        if stress_worker:
+            table(raw, "engine")["stress_worker"] = True
+        _use_learned_midi_buttons(raw)
+
+    return apply
 
 
 @click.command()
@@ -81,8 +93,8 @@ def apply_overrides(cfg: Config, processor: str | None, inputs: tuple[str, ...],
 def run(state, processor, inputs, output, api, connect, record, force, keyboard, headless,
         stress_worker, evdev_fifo_dir) -> None:
     """Run the daemon: read buttons and notes, play the processors' notes on virtual ports."""
-    cfg = apply_overrides(state.config, processor, inputs, output, api, connect, record,
-                          keyboard, stress_worker)
+    cfg = state.config_with(raw_overrides(processor, inputs, output, api, connect, record,
+                                          keyboard, stress_worker))
     with ExitStack() as stack:
         api_name = _pick_api(cfg, headless, stack)
         _run(cfg, api_name, stack, evdev_fifo_dir, force)
@@ -131,16 +143,22 @@ def _send_ahead_ms(cfg: Config, api: str) -> float:
     return 0.0
 
 
-def _use_learned_midi_buttons(cfg: Config) -> None:
-    """A map from ``genie learn --midi`` replaces the default buttons (not configured ones)."""
+def _use_learned_midi_buttons(raw: dict) -> None:
+    """A map from ``genie learn --midi`` gives the [[processor]] tables that set no ``buttons``
+    their buttons (configured ones win)."""
     from daemon.io.learn import load_learned_midi
-    from daemon.io.midi_buttons import to_names, use_learned
+    from daemon.io.midi_buttons import to_names
 
     learned = load_learned_midi()
     if learned is None:
         return
     port, controls = learned
-    changed = use_learned(cfg.processors, controls)
+    tables = raw.setdefault("processor", [{}])
+    changed = []
+    for i, t in enumerate(tables if isinstance(tables, list) else []):
+        if isinstance(t, dict) and "buttons" not in t:
+            t["buttons"] = list(controls)
+            changed.append(str(t.get("label") or t.get("name") or f"processor[{i}]"))
     if changed:
         log.info("buttons: the map learned on %r (%s) for %s", port,
                  " ".join(to_names(controls)), ", ".join(changed))
@@ -262,11 +280,11 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     from daemon.session import build_core
     from daemon.workers import ThreadedWorkers
 
-    cfg.midi.send_ahead_ms = _send_ahead_ms(cfg, api)
-    _use_learned_midi_buttons(cfg)
+    send_ahead_ms = _send_ahead_ms(cfg, api)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     counters = Counters()
-    core = build_core(cfg, ThreadedWorkers(counters=counters), counters=counters)
+    core = build_core(cfg, ThreadedWorkers(counters=counters), counters=counters,
+                      send_ahead_ms=send_ahead_ms)
 
     inputs = []  # each port is closed on every way out, also when a later one fails to open
     rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
@@ -319,7 +337,7 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     inputs_.start()
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
              ", ".join(p.name for p in inputs) or "keyboard",
-             ", ".join(s.label for s in core.slots), ", ".join(outputs), api, cfg.midi.send_ahead_ms)
+             ", ".join(s.label for s in core.slots), ", ".join(outputs), api, send_ahead_ms)
     try:
         engine.wait()
     finally:
