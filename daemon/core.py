@@ -67,6 +67,8 @@ class Slot:
             self.buttons = []  # a processor that listens hears every note as a note
         # note -> button, CC number -> button (daemon.io.midi_buttons)
         self.note_buttons, self.cc_buttons = midi_buttons.lookup(self.buttons)
+        # a folded keyboard: each key presses on its own (source "<port>#<pitch>")
+        self.per_key = isinstance(self.buttons, midi_buttons.FoldedButtons)
         # the engine need not wake for idle calls that do nothing (BaseProcessor's default)
         self.has_idle = getattr(type(self.proc), "on_idle", None) is not BaseProcessor.on_idle
         c = self.cfg
@@ -225,7 +227,8 @@ class EngineCore:
         if slot.cfg.channel and channel != slot.cfg.channel - 1:
             return
         if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.note_buttons:
-            bev = ButtonEvent(ev.time_ns, ev.source, slot.note_buttons[msg[1]],
+            source = f"{ev.source}#{msg[1]}" if slot.per_key else ev.source
+            bev = ButtonEvent(ev.time_ns, source, slot.note_buttons[msg[1]],
                               ev.is_note_on, msg[2] if ev.is_note_on else None)
             self._call(slot, slot.proc.on_event, bev, now_ns)
             return
@@ -284,8 +287,9 @@ class EngineCore:
         for channel, pitch in sorted(self._held_notes.pop(source, set())):
             self.feed(MidiEvent(now_ns, source, (NOTE_OFF | channel, pitch, 0)), now_ns)
         for slot in self.slots:
-            for src, button in [k for k in slot.held_buttons if k[0] == source]:
-                self._call(slot, slot.proc.on_event, ButtonEvent(now_ns, source, button, False),
+            for src, button in [k for k in slot.held_buttons
+                                if k[0] == source or k[0].startswith(source + "#")]:
+                self._call(slot, slot.proc.on_event, ButtonEvent(now_ns, src, button, False),
                            now_ns)
             self._emit(self.scheduler.release(slot.label, source), now_ns)
 

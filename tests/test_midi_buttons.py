@@ -263,3 +263,66 @@ def test_learn_midi_through_a_real_port_then_genie_run_plays_the_map(rig, tmp_pa
         c.send(sent)
         assert sorted(c.take(len(got))) == sorted(got), f"sent {sent}"
     assert g.stop(signal.SIGTERM) == 0
+
+
+# ---- a whole keyboard folded onto the 8 buttons ------------------------------------------------
+
+
+def test_a_folded_keyboard_keeps_the_contour_and_each_key_presses_on_its_own():
+    from daemon.config import parse_config
+    from daemon.core import EngineCore, Slot
+    from daemon.events import ButtonEvent, MidiEvent
+    from daemon.processor import BaseProcessor, Context
+
+    class Presses(BaseProcessor):
+        name = "presses"
+
+        def start(self, ctx):
+            super().start(ctx)
+            self.events = []
+
+        def on_event(self, ev):
+            self.events.append(ev)
+            return ()
+
+    fold = mb.parse_buttons("range:48-72")  # a 25-key controller
+    buttons = [fold.button(p) for p in range(40, 85)]
+    assert buttons == sorted(buttons) and buttons[0] == 0 and buttons[-1] == 7  # contour kept
+    assert len(set(fold.button(p) for p in range(48, 73))) == 8  # every button reachable
+    assert mb.parse_buttons("keyboard").button(21) == 0 and mb.parse_buttons("keyboard").button(108) == 7
+    for bad in ("range:72-48", "range:60-63", "range:x-y"):
+        with pytest.raises(ValueError, match="range"):
+            mb.parse_buttons(bad)
+
+    cfg = parse_config({"processor": [{"name": "thru", "buttons": "range:48-72"}]})
+    proc = Presses()
+    proc.start(Context("thru", {}))
+    core = EngineCore(cfg, [Slot(cfg.processors[0], proc)])
+    for t, msg in enumerate([(0x90, 48, 90), (0x90, 49, 90), (0x80, 48, 0), (0x80, 49, 0)]):
+        core.feed(MidiEvent(t, "kbd", msg), t)
+    got = [(e.source, e.button, e.pressed) for e in proc.events if isinstance(e, ButtonEvent)]
+    assert got == [("kbd#48", 0, True), ("kbd#49", 0, True), ("kbd#48", 0, False), ("kbd#49", 0, False)]
+    core.feed(MidiEvent(10, "kbd", (0x90, 70, 90)), 10)
+    core.source_lost("kbd", 11)  # the keyboard unplugged with a key down: released
+    assert (proc.events[-1].source, proc.events[-1].pressed) == ("kbd#70", False)
+
+
+def test_piano_genie_plays_from_a_folded_keyboard():
+    pytest.importorskip("torch")
+    from offline_helpers import offline_core
+
+    from daemon.events import MidiEvent, is_note_on
+    from pianogenie.processor import PianoGenieProcessor
+
+    core, clock, sent = offline_core({"processor": [{"name": "pianogenie", "buttons": "keyboard"}]},
+                                     {"pianogenie": PianoGenieProcessor})
+    keys = [36, 43, 50, 57, 64, 71, 78, 85, 92, 99]
+    for i, k in enumerate(keys):
+        t = i * 200_000_000
+        clock[0] = t
+        core.feed(MidiEvent(t, "kbd", (0x90, k, 90)), t)
+        core.tick(t)
+        core.feed(MidiEvent(t + 100_000_000, "kbd", (0x80, k, 0)), t + 100_000_000)
+        core.tick(t + 100_000_000)
+    played = [m[1] for _, m in sent if is_note_on(m)]
+    assert len(played) == len(keys)  # every key of a 61-key span plays a note

@@ -4,6 +4,11 @@ A ``[[processor]]``'s ``buttons`` names the MIDI controls that act as its button
 
 - a preset: ``"white-keys"`` (C4-C5: 60 62 64 65 67 69 71 72, the default) or ``"pads"`` (36-43,
   the General MIDI drum pads most 8-pad controllers send);
+- a whole keyboard folded onto the 8 buttons: ``"keyboard"`` (the 88 keys, A0-C8) or
+  ``"range:LOW-HIGH"`` (e.g. ``"range:48-72"`` for a 25-key controller): the range is cut into 8
+  equal bands, low to high, so a higher key presses a higher or the same button and the melody's
+  contour survives; keys below or above the range press button 0 or 7. Each key is a press of
+  its own (two keys in one band sound two notes);
 - or 8 controls, each a note (``60`` or ``"note:60"``) or a control change (``"cc:20"``). A CC
   button is pressed when its value reaches 64 and released below 64; only the crossing counts, so
   a knob turned past the middle presses once. A note button passes its velocity on; a CC button
@@ -33,6 +38,23 @@ MAX_BUTTON_CC = 119  # 120-127 are channel mode messages (all notes off, ...)
 
 class DefaultButtons(list):
     """The ``buttons`` a processor gets when its config says nothing (the white keys)."""
+
+
+class FoldedButtons(list):
+    """A keyboard range folded onto the 8 buttons (``"keyboard"``, ``"range:LOW-HIGH"``); the list
+    holds a note of each band (what a recording writes for a button)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        super().__init__(self.band_note(b) for b in range(N_BUTTONS))
+
+    def button(self, pitch: int) -> int:
+        span = self.high - self.low + 1
+        return min(max((pitch - self.low) * N_BUTTONS // span, 0), N_BUTTONS - 1)
+
+    def band_note(self, button: int) -> int:
+        span = self.high - self.low + 1
+        return self.low + (2 * button + 1) * span // (2 * N_BUTTONS)
 
 
 def default_buttons() -> DefaultButtons:
@@ -71,9 +93,18 @@ def parse_buttons(value: Any) -> list[int | str]:
     Raises ValueError with the reason (the config adds file and key)."""
     if value == "none":
         return []
+    if value == "keyboard":
+        return FoldedButtons(21, 108)
+    if isinstance(value, str) and value.startswith("range:"):
+        lo, _, hi = value[6:].partition("-")
+        if not (lo.strip().isdigit() and hi.strip().isdigit()) or not 0 <= int(lo) < int(hi) <= 127 \
+                or int(hi) - int(lo) + 1 < N_BUTTONS:
+            raise ValueError(f"{value!r}: use \"range:LOW-HIGH\" with notes 0-127, at least 8 keys")
+        return FoldedButtons(int(lo), int(hi))
     if isinstance(value, str):
         if value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r} (know {', '.join(PRESETS)}, none; or list 8 "
+            raise ValueError(f"unknown preset {value!r} (know {', '.join(PRESETS)}, keyboard, "
+                             f"range:LOW-HIGH, none; or list 8 "
                              "notes or \"cc:N\" controls)")
         return list(PRESETS[value])
     if not isinstance(value, list) or len(value) != N_BUTTONS:
@@ -87,6 +118,8 @@ def parse_buttons(value: Any) -> list[int | str]:
 
 def lookup(buttons: Sequence[int | str]) -> tuple[dict[int, int], dict[int, int]]:
     """(note -> button, cc number -> button) for a parsed button list."""
+    if isinstance(buttons, FoldedButtons):
+        return {p: buttons.button(p) for p in range(128)}, {}
     notes, ccs = {}, {}
     for i, c in enumerate(buttons):
         if isinstance(c, str):
