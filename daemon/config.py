@@ -74,6 +74,7 @@ class MidiConfig(_Freezable):
     echo_window_ms: float = 5.0  # input repeating Genie's output within this window is dropped
     queue_limit: int = 1024  # bounded input queue; overflow drops note-ons and repeated CCs first
     max_input_age_ms: float = 250.0  # a press that waited longer than this (a flood) is dropped
+    server_wait_s: float = 30.0  # JACK gone: wait this long for it to return, then exit 1
 
 
 @dataclass
@@ -266,6 +267,7 @@ def _check(cfg: Config, path: str) -> None:
         fail("midi.queue_limit", "must be between 16 and 1000000")
     within("midi.echo_window_ms", cfg.midi.echo_window_ms, 0, 100, " ms")
     within("midi.max_input_age_ms", cfg.midi.max_input_age_ms, 10, 10_000, " ms")
+    within("midi.server_wait_s", cfg.midi.server_wait_s, 0.5, 86_400, " s")
     if cfg.midi.send_ahead_ms != -1.0:
         within("midi.send_ahead_ms", cfg.midi.send_ahead_ms, 0, 50, " ms (or -1: half a JACK period)")
     within("engine.idle_interval_ms", cfg.engine.idle_interval_ms, 0.5, 100, " ms")

@@ -424,6 +424,17 @@ class EngineCore:
                  (slot.cfg.output, (CONTROL_CHANGE | (slot.cfg.out_channel - 1), CC_ALL_NOTES_OFF, 0))]
         self._emit(sent, now_ns)
 
+    def server_lost(self, now_ns: int) -> None:
+        """The audio server went away with Genie's ports: nothing can be sent, so the ledger and
+        the queue forget everything (a synth on that server is gone too) and the processors hear
+        why; what was held by the inputs is forgotten as well."""
+        self.scheduler.all_notes_off()
+        self._held_notes.clear()
+        self._held_buttons.clear()
+        for slot in self.slots:
+            slot.held_buttons.clear()
+            self._tell(slot, Ending.SERVER_LOST)
+
     def release_all(self, now_ns: int) -> None:
         """CC 120/123 from the DAW: end every note Genie sounds and drop what is queued."""
         self._emit(self.scheduler.all_notes_off(), now_ns)

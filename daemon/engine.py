@@ -34,7 +34,7 @@ from daemon.config import Config
 from daemon.core import EngineCore
 from daemon.events import Event, MidiEvent, now_ns
 from daemon.inputqueue import InputQueue
-from daemon.io.midi import MidiInput, MidiOutput, burst_times, open_probe
+from daemon.io.midi import MidiInput, MidiOutput, PortError, burst_times, open_probe
 from daemon.workers import StressWorker, realtime_priority
 
 log = logging.getLogger("genie.engine")
@@ -71,7 +71,11 @@ class Engine:
         self.max_age_ns = int(cfg.midi.max_input_age_ms * 1e6)
         self.clock = None  # a JACK CycleClock: polls at POLL_PHASES of each cycle
         self.stopped = threading.Event()
-        self._watch = None  # a JACK ConnectionWatch on Genie's own input
+        self._watch = None  # a JACK ConnectionWatch on Genie's own ports
+        self._server_down = threading.Event()  # set by housekeeping when JACK went away
+        self._reopen = threading.Event()  # set by housekeeping when it is back: reopen the ports
+        self._reopened = threading.Event()
+        self.exit_code = 0  # 1: the audio server did not come back in time
         self.drain_s = 0.05
         self._last_stamp_ns = 0
 
@@ -105,11 +109,12 @@ class Engine:
 
             self.clock = CycleClock.open(f"{self.cfg.midi.client_name} clock")
         own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
-        if own:  # opened here: libjack's start-up silences stderr for a moment (not beside a log line)
+        jack_out = [o for o in self.outputs.values() if o.api == "jack"]
+        if own or jack_out:  # opened here: libjack's start-up silences stderr for a moment
             from daemon.io.jack import ConnectionWatch
 
-            self._watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch",
-                                               f"{own[0].name}:{own[0].name}")
+            name = own[0].name if own else jack_out[0].name
+            self._watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch", f"{name}:{name}")
         if self.stress:
             self.stress.start()
         self._thread.start()
@@ -129,6 +134,9 @@ class Engine:
         self._send(core.clear_outputs())  # notes a crashed Genie left sounding end now
         try:
             while not self._stopping.is_set():
+                if self._server_down.is_set():
+                    self._while_server_down()
+                    continue
                 now = now_ns()
                 for port in self.inputs:
                     burst = port.drain(4 * self.cfg.midi.queue_limit)
@@ -167,6 +175,53 @@ class Engine:
             finally:
                 self.stopped.set()
 
+    # ---- the audio server going away and coming back --------------------------------------------
+
+    def _while_server_down(self) -> None:
+        """On the engine thread: forget what sounded (it went with the server), send nothing,
+        and reopen the same ports when housekeeping says the server is back."""
+        if not getattr(self, "_down_handled", False):
+            self._down_handled = True
+            self.core.server_lost(now_ns())
+            self.core.outbox.clear()
+            if self.clock is not None:
+                self.clock.abandon()
+                self.clock = None  # poll on the timer until the ports are back
+        if self._reopen.wait(0.05):
+            from daemon.io.jack import _quiet_stderr
+
+            self._reopen.clear()
+            with _quiet_stderr():  # libjack prints its clean-up of the dead server's clients
+                names = self._reopen_ports()
+            log.info("the audio server is back: %s reopened; playing again", ", ".join(names))
+            self._down_handled = False
+            self._server_down.clear()
+            self._reopened.set()
+
+    def _reopen_ports(self) -> list[str]:
+        """The same ports, with the same names, on the server that came back; connections too."""
+        api, cfg = "jack", self.cfg.midi
+        inputs, outputs = [], {}
+        for port in self.inputs:
+            virtual = port.name == cfg.input_port
+            pattern = port.name if virtual else port.pattern
+            try:
+                inputs.append(MidiInput.open(api, pattern, virtual=virtual,
+                                             queue_limit=max(8192, 8 * cfg.queue_limit)))
+            except PortError as exc:
+                log.warning("after the audio server came back: %s; Genie goes on without it", exc)
+        for name, out in self.outputs.items():
+            try:
+                outputs[name] = MidiOutput.open(api, name, cfg.connect)
+            except PortError as exc:
+                log.warning("after the audio server came back: %s", exc)
+                outputs[name] = MidiOutput.open(api, name, [])
+        for port in [*self.inputs, *self.outputs.values()]:
+            port.abandon()
+        self.inputs, self.outputs = inputs, outputs
+        self._send(self.core.clear_outputs())
+        return [p.name for p in inputs] + list(outputs)
+
     def _choose_polling(self) -> None:
         """On the engine thread: polls placed in JACK's cycle when it may run real-time."""
         clock, self.clock = self.clock, None
@@ -193,6 +248,8 @@ class Engine:
         return self.poll_ns
 
     def _send(self, sent: Iterable[tuple[str, tuple[int, ...]]]) -> None:
+        if self._server_down.is_set():
+            return
         for port, msg in sent:
             out = self.outputs.get(port)
             if out is None:
@@ -208,11 +265,37 @@ class Engine:
         own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
         probe = open_probe(external[0].api) if external else None
         watch = self._watch
-        linked = (watch.connections() or set()) if watch else set()
-        ticks = 0
+        linked = (watch.connections() or set()) if watch and own else set()
+        probe_port = watch.port_name if watch else None
+        ticks, lost_at = 0, None
         while not self._stopping.wait(0.1):
             ticks += 1
-            if watch is not None:
+            if watch is not None and lost_at is None and not watch.server_alive:
+                lost_at = time.monotonic()
+                watch.abandon()
+                log.warning("the audio server (JACK) went away: Genie's ports are gone; waiting "
+                            "up to %g s for it to come back", self.cfg.midi.server_wait_s)
+                self._server_down.set()
+                self._wake.set()
+            if lost_at is not None:
+                from daemon.io.jack import ConnectionWatch, server_info
+
+                if server_info() is not None:
+                    self._reopened.clear()
+                    self._reopen.set()
+                    self._reopened.wait(10)
+                    lost_at = None
+                    watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch", probe_port)
+                    self._watch = watch
+                    linked = (watch.connections() or set()) if watch and own else set()
+                elif time.monotonic() - lost_at > self.cfg.midi.server_wait_s:
+                    log.error("the audio server did not come back in %g s: Genie stops (exit code "
+                              "1, so a service manager starts it again)", self.cfg.midi.server_wait_s)
+                    self.exit_code = 1
+                    self.request_stop()
+                    break
+                continue
+            if watch is not None and own:
                 now_linked = watch.connections()
                 if now_linked is not None:
                     gone = linked - now_linked
@@ -250,6 +333,9 @@ class Engine:
         if self.stress:
             self.stress.stop()
         self.workers.stop()
+        if self._server_down.is_set():  # their server is gone: closing them would crash libjack
+            for port in [*self.inputs, *self.outputs.values()]:
+                port.abandon()
         for port in self.inputs:
             port.close()
         for out in self.outputs.values():

@@ -45,6 +45,7 @@ class Ending:
     ERROR = "error"  # the processor raised
     ALL_NOTES_OFF = "all-notes-off"  # CC 120/123 from the DAW
     STOP = "stop"  # the daemon stops
+    SERVER_LOST = "server-lost"  # the audio server (JACK) went away; Genie waits for it
 
 
 @dataclass

@@ -260,3 +260,75 @@ def test_after_a_panic_piano_genie_plays_and_refreshes_again():
     assert proc._inflight is None and not proc._held
     at(100, (NOTE_ON, 60, 90))  # the key still down, pressed again: it plays
     assert [round(t / MS) for t, m in sent if is_note_on(m)] == [0, 100]
+
+
+# ---- when the audio server dies ----------------------------------------------------------------
+
+
+@pytest.fixture
+def own_server(tmp_path_factory):
+    """A JACK server of this test's own (the session's must not die under the other tests)."""
+    from daemon.io.jack import DummyServer, jackd_available
+
+    if not jackd_available():
+        pytest.skip("jackd not installed")
+    server = DummyServer(name="genie-test-dies", period=256, sync=True,
+                         log_path=tmp_path_factory.mktemp("jackd-dies") / "jackd.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.jack
+def test_genie_comes_back_with_its_ports_when_the_server_returns(own_server, tmp_path):
+    import time
+
+    from daemon.rigs.loopback import GenieProcess, PortClient
+
+    cfg = tmp_path / "genie.toml"
+    cfg.write_text('[midi]\napi = "jack"\necho_window_ms = 0\nserver_wait_s = 30.0\n'
+                   '[keyboard]\nenabled = "off"\n[[processor]]\nname = "thru"\n')
+    env = {"XDG_RUNTIME_DIR": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    g = GenieProcess([], env=env, config=str(cfg)).start()
+    try:
+        c = PortClient("gt-dies")
+        c.send((NOTE_ON, 60, 100))
+        assert c.expect(1, 3)[0][1] == (NOTE_ON, 60, 100)
+        c.close()
+        own_server.stop()  # the audio server dies with a note sounding
+        time.sleep(1.0)
+        assert g.proc.poll() is None  # Genie lives on, waiting
+        own_server.start()
+        deadline = time.monotonic() + 10
+        while "the audio server is back" not in g.log and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "went away" in g.log and "the audio server is back" in g.log
+        c = PortClient("gt-dies2")  # the same port names, found again
+        c.send((NOTE_ON, 62, 100))
+        got = c.expect(3, 3)
+        assert (NOTE_ON, 62, 100) in [m for _, m in got]
+        c.send((NOTE_OFF, 62, 0))
+        c.close()
+    finally:
+        assert g.stop() == 0
+
+
+@pytest.mark.jack
+def test_genie_exits_non_zero_when_the_server_does_not_come_back(own_server, tmp_path):
+    import time
+
+    from daemon.rigs.loopback import GenieProcess
+
+    cfg = tmp_path / "genie.toml"
+    cfg.write_text('[midi]\napi = "jack"\nserver_wait_s = 1.0\n[keyboard]\nenabled = "off"\n'
+                   '[[processor]]\nname = "thru"\n')
+    g = GenieProcess([], env={"XDG_RUNTIME_DIR": str(tmp_path)}, config=str(cfg)).start()
+    own_server.stop()
+    deadline = time.monotonic() + 15
+    while g.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert g.proc.returncode == 1, g.log
+    assert "did not come back" in g.log
+    own_server.start()  # for the fixture's stop

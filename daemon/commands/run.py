@@ -346,3 +346,5 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         counters = engine.counters.values
         log.info("stopped%s", (": " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
                  if counters else "")
+    if engine.exit_code:
+        sys.exit(engine.exit_code)

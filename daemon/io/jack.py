@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,10 @@ class CycleClock:
             return None
         return cls(lib, client)
 
+    def abandon(self) -> None:
+        """Forget the client of a server that died (closing it could block)."""
+        self._client = None
+
     def cycle(self) -> tuple[int, int] | None:
         """(ns since the current cycle began, cycle length in ns), or None when not credible."""
         if self._client is None or self._lib.jack_get_cycle_times(
@@ -155,16 +160,36 @@ class ConnectionWatch:
     from (JACK merges every connection into the port), so the engine ends all notes held through
     that port."""
 
+    _SHUTDOWN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
     def __init__(self, lib, client: int, port_name: str) -> None:
         self._lib = lib
         self._client = client
         self.port_name = port_name
+        self._dead = threading.Event()
+        # libjack calls this from its own thread when the server goes away (kept referenced)
+        self._on_shutdown = self._SHUTDOWN(lambda arg: self._dead.set())
+        lib.jack_on_shutdown.argtypes = [ctypes.c_void_p, self._SHUTDOWN, ctypes.c_void_p]
+        lib.jack_on_shutdown(client, self._on_shutdown, None)
+
+    @property
+    def server_alive(self) -> bool:
+        return self._client is not None and not self._dead.is_set()
+
+    _MESSAGE = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+    _route = None
 
     @classmethod
     def open(cls, client_name: str, port_name: str, server: str | None = None) -> "ConnectionWatch | None":
         lib = _libjack()
         if lib is None:
             return None
+        if cls._route is None:  # libjack's own complaints (a dead server's sockets) go to the log
+            cls._route = cls._MESSAGE(lambda msg: log.debug("libjack: %s", msg.decode(errors="replace")))
+            lib.jack_set_error_function.argtypes = [cls._MESSAGE]
+            lib.jack_set_info_function.argtypes = [cls._MESSAGE]
+            lib.jack_set_error_function(cls._route)
+            lib.jack_set_info_function(cls._route)
         lib.jack_port_by_name.restype = ctypes.c_void_p
         lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
@@ -180,7 +205,7 @@ class ConnectionWatch:
 
     def connections(self) -> set[str] | None:
         """Full names of the ports connected to ours; None when the port is not found."""
-        if self._client is None:
+        if not self.server_alive:
             return None
         port = self._lib.jack_port_by_name(self._client, self.port_name.encode())
         if not port:
@@ -195,10 +220,15 @@ class ConnectionWatch:
         self._lib.jack_free(ctypes.cast(names, ctypes.c_void_p))
         return out
 
+
     def close(self) -> None:
         if self._client is not None:
             self._lib.jack_client_close(self._client)
             self._client = None
+
+    def abandon(self) -> None:
+        """Forget a client whose server died (closing it could block on the dead server)."""
+        self._client = None
 
 
 def wait_connected(src: str, dst: str | None = None, timeout_s: float = 5.0,

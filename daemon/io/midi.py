@@ -165,10 +165,12 @@ class MidiInput:
     api: str
     _port: object = None
     queue_limit: int = 1024
+    pattern: str = ""  # what was asked for (a name or glob): an existing port is found again by it
 
     @classmethod
     def open(cls, api: str, name: str, *, virtual: bool, queue_limit: int = 1024) -> "MidiInput":
         rtmidi = _rtmidi()
+        wanted = name
         try:
             client = name if virtual else f"Genie from {name}"[:60]
             port = rtmidi.MidiIn(_api_id(api), name=client, queue_size_limit=queue_limit)
@@ -186,7 +188,7 @@ class MidiInput:
                 port.open_port(found[0], name=f"from {name}"[:60])
         except (rtmidi.SystemError, rtmidi.InvalidPortError, rtmidi.NoDevicesError) as exc:
             raise PortError(f"cannot open MIDI input {name!r} ({api}): {exc}") from exc
-        return cls(name=name, api=api, _port=port, queue_limit=queue_limit)
+        return cls(name=name, api=api, _port=port, queue_limit=queue_limit, pattern=wanted)
 
     def drain(self, limit: int) -> list[tuple[tuple[int, ...], float]]:
         """Up to ``limit`` (message, rtmidi delta seconds) waiting in rtmidi's queue, oldest first."""
@@ -203,6 +205,21 @@ class MidiInput:
         if self._port is not None:
             release(self._port, self.api)
             self._port = None
+
+    def abandon(self) -> None:
+        """Its server died: never close or free its client (that crashes libjack)."""
+        _keep_forever(self._port)
+        self._port = None
+
+
+def _keep_forever(*objs: object) -> None:
+    """Hold a reference to rtmidi objects of a dead JACK server until the process ends: their
+    destructor would close a client whose server is gone, which crashes libjack."""
+    import ctypes
+
+    for obj in objs:
+        if obj is not None:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 @dataclass
@@ -248,4 +265,9 @@ class MidiOutput:
         for p in (self._port, *self._links):
             if p is not None:
                 release(p, self.api)
+        self._port, self._links = None, ()
+
+    def abandon(self) -> None:
+        """Its server died: never close or free its clients (that crashes libjack)."""
+        _keep_forever(self._port, *self._links)
         self._port, self._links = None, ()
