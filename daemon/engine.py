@@ -225,6 +225,10 @@ class Engine:
     def _choose_polling(self) -> None:
         """On the engine thread: polls placed in JACK's cycle when it may run real-time."""
         clock, self.clock = self.clock, None
+        if clock is not None and not clock.realtime:
+            from daemon.io.jack import NON_REALTIME
+
+            log.warning("%s; run jackd with -R", NON_REALTIME)
         if clock is not None and clock.realtime and self.cfg.engine.realtime:
             if realtime_priority(RT_PRIORITY):
                 self.clock = clock

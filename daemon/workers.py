@@ -104,7 +104,10 @@ def _pieces(handle: Handle, counters: Counters | None) -> Iterator[Any]:
 
 
 def lower_priority(nice: int = 10) -> None:
-    """Lower the calling thread's scheduling priority (Linux: per-thread nice)."""
+    """Lower the calling thread's scheduling priority (Linux: per-thread nice).
+
+    Not SCHED_IDLE: a worker that holds the GIL and gets no CPU on a busy machine would hold up
+    the engine thread waiting for the GIL (priority inversion)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError, PermissionError):

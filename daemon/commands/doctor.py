@@ -58,6 +58,9 @@ def check_midi(api_setting: str) -> list[Finding]:
                "pw-metadata -n settings 0 clock.force-quantum 128") if level == "warn" else ""
         out.append(Finding(level, f"JACK server: {info.buffer_frames} frames at {info.sample_rate} Hz "
                                   f"= {ms:.2f} ms per cycle (MIDI is placed to within one cycle)", fix))
+        if not info.realtime:
+            out.append(Finding("warn", jack.NON_REALTIME, "run jackd with -R (qjackctl: Realtime; "
+                                                     "PipeWire: the rtkit module), as the audio group"))
     usable = ("alsa" in apis and alsa_usable()) or info is not None or "coremidi" in apis
     if not usable:
         out.append(Finding("fail", "no usable MIDI backend for `genie run`",

@@ -54,10 +54,16 @@ def _libjack():
     return lib
 
 
+NON_REALTIME = ("the JACK server runs without real-time scheduling: on a busy machine a client "
+                "that is late for a cycle loses the MIDI it sent in it (measured here: 0.5-2.4 % "
+                "of Piano Genie's notes; none on a real-time server)")
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     buffer_frames: int
     sample_rate: int
+    realtime: bool = True  # jackd -R (its threads SCHED_FIFO): a late client keeps its MIDI
 
     @property
     def period_ns(self) -> int:
@@ -77,7 +83,9 @@ def server_info(name: str | None = None) -> ServerInfo | None:
     if not client:
         return None
     try:
-        return ServerInfo(lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client))
+        lib.jack_is_realtime.argtypes = [ctypes.c_void_p]
+        return ServerInfo(lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client),
+                          bool(lib.jack_is_realtime(client)))
     finally:
         lib.jack_client_close(client)
 
