@@ -76,6 +76,7 @@ class Engine:
         self._reopen = threading.Event()  # set by housekeeping when it is back: reopen the ports
         self._reopened = threading.Event()
         self.exit_code = 0  # 1: the audio server did not come back in time
+        self._to_reopen: list[MidiInput] = []  # inputs that came back (housekeeping -> engine)
         self.drain_s = 0.05
         self._last_stamp_ns = 0
 
@@ -149,6 +150,9 @@ class Engine:
                 with self._lock:
                     events = self.queue.pop_batch(BATCH, now_ns(), self.max_age_ns)
                     lost, self._lost = self._lost, []
+                    back, self._to_reopen = self._to_reopen, []
+                for port in back:
+                    self._reopen_input(port)
                 now = max(now_ns(), self._last_stamp_ns)
                 for ev in events:
                     core.feed(ev, now)
@@ -222,6 +226,18 @@ class Engine:
         self._send(self.core.clear_outputs())
         return [p.name for p in inputs] + list(outputs)
 
+    def _reopen_input(self, old: MidiInput) -> None:
+        """An input port that went away is back: read it again (on the engine thread)."""
+        try:
+            new = MidiInput.open(old.api, old.pattern, virtual=False, queue_limit=old.queue_limit)
+        except PortError as exc:
+            log.warning("input port %r came back but could not be opened: %s", old.pattern, exc)
+            return
+        for p in [p for p in self.inputs if p.name == old.name or p is old]:
+            p.close()
+        self.inputs = [p for p in self.inputs if p.name != old.name and p is not old] + [new]
+        log.info("input port %r is back: reading it again", new.name)
+
     def _choose_polling(self) -> None:
         """On the engine thread: polls placed in JACK's cycle when it may run real-time."""
         clock, self.clock = self.clock, None
@@ -268,6 +284,7 @@ class Engine:
         external = [p for p in self.inputs if p.name != self.cfg.midi.input_port]
         own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
         probe = open_probe(external[0].api) if external else None
+        missing: list[MidiInput] = []  # inputs that went away, reopened when they come back
         watch = self._watch
         linked = (watch.connections() or set()) if watch and own else set()
         probe_port = watch.port_name if watch else None
@@ -313,9 +330,19 @@ class Engine:
             if probe is not None:
                 names = set(probe.get_ports())
                 for port in [p for p in external if p.name not in names]:
-                    log.warning("input port %r went away; releasing its notes", port.name)
+                    log.warning("input port %r went away; releasing its notes (Genie reconnects it "
+                                "when it comes back)", port.name)
                     external.remove(port)
+                    missing.append(port)
                     self.source_lost(port.name)
+                from daemon.io.midi import match_port
+
+                for port in [p for p in missing if match_port(p.pattern, list(names))]:
+                    missing.remove(port)
+                    with self._lock:
+                        self._to_reopen.append(port)
+                    self._wake.set()
+                    external.append(port)  # watched again once reopened (same name)
             now = dict(self.counters.values)
             changed = {k: v - last.get(k, 0) for k, v in now.items() if v != last.get(k, 0)}
             if changed:

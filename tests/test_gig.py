@@ -332,3 +332,30 @@ def test_genie_exits_non_zero_when_the_server_does_not_come_back(own_server, tmp
     assert g.proc.returncode == 1, g.log
     assert "did not come back" in g.log
     own_server.start()  # for the fixture's stop
+
+
+@pytest.mark.jack
+def test_an_input_port_that_leaves_and_returns_is_read_again(rig):
+    import time
+
+    from jack_helpers import config_text
+
+    from daemon.rigs.loopback import PortClient
+
+    keys = PortClient("gt-usbkeys", target_in=None, target_out=None)  # a USB keyboard's port
+    g = rig.genie(config_text('name = "thru"', midi="echo_window_ms = 0"), "-i", "gt-usbkeys play*")
+    listen = rig.client(target_in=None)
+    keys.send((NOTE_ON, 60, 100))
+    assert listen.take(1, 3.0) == [(NOTE_ON, 60, 100)]
+    keys.close()  # unplugged with the key down
+    assert listen.take(1, 3.0) == [(NOTE_OFF, 60, 0)]
+    keys = PortClient("gt-usbkeys", target_in=None, target_out=None)  # plugged in again
+    deadline = time.monotonic() + 5
+    while "is back: reading it again" not in g.log and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    keys.send((NOTE_ON, 62, 100))
+    assert listen.take(1, 3.0) == [(NOTE_ON, 62, 100)]
+    keys.send((NOTE_OFF, 62, 0))
+    assert listen.take(1, 3.0) == [(NOTE_OFF, 62, 0)]
+    keys.close()
