@@ -354,3 +354,35 @@ def test_a_recovered_take_closes_the_notes_the_crash_left_open(tmp_path):
         on = {m.note for m in track if m.type == "note_on" and m.velocity}
         off = {m.note for m in track if m.type == "note_off" or (m.type == "note_on" and not m.velocity)}
         assert on <= off, (track.name, on, off)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB file system of its own (tmpfs; needs mount rights, else skipped)."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_take_on_a_full_disk_is_saved_whole_elsewhere_and_said_so(full_disk, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    take = full_disk / "gig.mid"
+    rec = Recorder(take, flush_interval_s=0.01, start_ns=0)
+    rec.start()
+    n = 6000  # far more than 64 KiB of journal
+    for i in range(n):
+        rec.record("in", i * MS, "keys", (0x90 if i % 2 == 0 else 0x80, 60 + i % 12, 100 if i % 2 == 0 else 0))
+    with pytest.raises(OSError, match="the whole take is in"):
+        rec.close()
+    assert rec.rescued is not None and rec.rescued.is_file()
+    saved = mido.MidiFile(rec.rescued)
+    notes = [m for track in saved.tracks for m in track if m.type in ("note_on", "note_off")]
+    assert len(notes) == n  # nothing lost

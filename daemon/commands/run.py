@@ -118,12 +118,12 @@ def _pick_api(cfg: Config, headless: bool, stack: ExitStack) -> str:
     return "jack"
 
 
-def _close_recorder(recorder) -> None:
+def _close_recorder(recorder, failed: list) -> None:
     try:
         stats = recorder.close()
     except OSError as exc:
-        log.error("could not write the recording (%s); its journal is kept: run `genie recover`",
-                  exc)
+        log.error("the recording was not saved whole where it was asked: %s", exc)
+        failed.append(exc)
         return
     if stats is not None:
         log.info("recording written: %s", stats)
@@ -298,6 +298,8 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         stack.callback(outputs[name].close)
 
     recorder = None
+    record_failed: list = []  # a take not saved whole: exit 1 (after the stack closed it)
+    stack.callback(lambda: sys.exit(1) if record_failed else None)
     if cfg.record.path:
         from daemon.io.recorder import Recorder, take_path
 
@@ -308,7 +310,7 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
             raise UserError(f"--record: {exc}") from None
         log.info("recording to %s", path)
         recorder.start()
-        stack.callback(_close_recorder, recorder)
+        stack.callback(_close_recorder, recorder, record_failed)
 
     core.record = recorder.record if recorder else None
     engine = Engine(cfg, core, inputs, outputs)

@@ -443,9 +443,30 @@ class Recorder:
             start_ns, events, skipped = parse_journal(data, str(self.journal_path))
             events.extend(self._pending)  # anything recorded while closing
             self._pending.clear()
-            stats = write_midi(self.path, events, start_ns)
+            try:
+                stats = write_midi(self.path, events, start_ns)
+            except OSError as exc:  # a full disk: the whole take is in memory; save it elsewhere
+                self.rescued = self._rescue(events, start_ns, exc)
+                raise OSError(f"could not write {self.path} ({exc.strerror or exc}); "
+                              + (f"the whole take is in {self.rescued}" if self.rescued else
+                                 f"its journal {self.journal_path} holds what reached the disk")) from None
             self.stats = WriteStats(stats.events, stats.tracks, stats.omitted, skipped)
             os.unlink(self.journal_path)
             log.info("recorded %d messages in %d tracks to %s", stats.events, stats.tracks,
                      self.path)
             return self.stats
+
+    rescued: Path | None = None
+
+    def _rescue(self, events: list[RecordedEvent], start_ns: int, why: OSError) -> Path | None:
+        """Write the take where there is room (Genie's state folder, then the temp folder)."""
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        for folder in (Path(state) / "genie" / "rescued", Path(tempfile.gettempdir())):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = take_path(folder / self.path.name)
+                write_midi(path, events, start_ns)
+                return path
+            except (OSError, ValueError):
+                continue
+        return None
