@@ -9,7 +9,9 @@ traced), with the trained layers and three step functions; sampling randomness i
   z = mu + sigma * eps (eps = 0: z = mu).
 - ``decode(z, style, fill, noise, temperature) -> (hit logits, velocity, offset)``, each
   [B, S, 9], free-running over S = noise.shape[1] steps: hit = noise < sigmoid(logit / T);
-  noise 0.5 everywhere is the threshold-0.5 decode. ``forward`` is ``decode``.
+  noise 0.5 everywhere is the threshold-0.5 decode; noise < 0 forces a hit and noise >= 1 forbids
+  one (humanize: -1 on the input's hits, 2 elsewhere, plays exactly those hits with the model's
+  velocity and timing). ``forward`` is ``decode``.
 - ``apply_transform(pattern, transform)``: what the encoder saw.
 
 ``drumvae.json`` beside it holds the model arguments, the style names, the class names, the GM
@@ -176,7 +178,7 @@ def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "b
 
 def plot_example(model: DrumVAE, w: data.Windows, path: Path) -> bool:
     """One test window as the model hears and plays it: real; reconstruction; humanize; tap2drum."""
-    from drumvae.model import HUMANIZE, RECONSTRUCT, TAP
+    from drumvae.model import HUMANIZE, RECONSTRUCT, TAP, forced_hits
     from drumvae.render import render_png
 
     test = w.subset("test")
@@ -186,10 +188,11 @@ def plot_example(model: DrumVAE, w: data.Windows, path: Path) -> bool:
     style, fill = torch.from_numpy(test.style[i:i + 1].astype(np.int64)), torch.from_numpy(test.fill[i:i + 1].astype(np.int64))
     name = f"{test.meta['files'][int(test.file_id[i])].split('/')[-1]}, {test.bpm[i]:.0f} BPM"
     panels = [(f"real: {name}", test.hits[i], test.velocities[i], test.offsets[i])]
-    for which, label in ((RECONSTRUCT, "reconstruction"), (HUMANIZE, "humanize (from its quantized hits)"),
+    for which, label in ((RECONSTRUCT, "reconstruction"), (HUMANIZE, "humanize (its quantized hits, played as given)"),
                          (TAP, "tap2drum (from the taps below)")):
-        lg, v, o = model.reconstruct(x, torch.tensor([which]), style, fill)
-        panels.append((f"model, {label}", (lg[0] > 0).numpy(), v[0].numpy(), o[0].numpy()))
+        noise = forced_hits(x[..., :9]) if which == HUMANIZE else torch.full((1, x.shape[1], 9), 0.5)
+        lg, v, o = model.reconstruct(x, torch.tensor([which]), style, fill, noise=noise)
+        panels.append((f"model, {label}", (noise[0] < torch.sigmoid(lg[0])).numpy(), v[0].numpy(), o[0].numpy()))
     taps = transform(x, torch.tensor([TAP]))[0].numpy()
     panels.append(("taps (input of tap2drum)", taps[:, :9], taps[:, 9:18], taps[:, 18:]))
     return render_png(panels, path)
@@ -240,7 +243,8 @@ drums on 9 classes with human velocity and micro-timing.
 - `drumvae.pt`: TorchScript (scripted), step functions with randomness as inputs:
   `encode(pattern[B,32,27], transform[B], eps[B,{args['z_dim']}]) -> z` and
   `decode(z, style[B], fill[B], noise[B,S,9], temperature) -> (hit logits, velocity 0-1, offset -1..1)`,
-  free-running (hit = noise < sigmoid(logit / T); noise 0.5 = threshold 0.5); `apply_transform`.
+  free-running (hit = noise < sigmoid(logit / T); noise 0.5 = threshold 0.5; noise < 0 forces a
+  hit and noise >= 1 forbids one, so humanize plays the input's own hits); `apply_transform`.
   A pattern step is [9 hits, 9 velocities (MIDI/127), 9 offsets (half a 16th = 1, + = early)].
 - `drumvae.json`: model arguments, the style names (index = `style`), the 9 classes, GM output
   pitches {list(data.GM_OUTPUT_PITCHES)} (configurable), the transform ids, the step it was taken at.
@@ -311,7 +315,9 @@ with threshold 0.5. **Step accuracy**: the fraction of 16th steps where all 9 hi
 performance; *free-running*: each step sees the decoder's own previous output; *teacher-forced*:
 the true previous step. **F1**: hit F1 over all classes (micro), free-running. **Velocity MAE**:
 MIDI units, **timing MAE**: ms at the file's tempo, both on true-positive hits. **KL**: bits per
-window. MusicVAE's 2-bar drum model (quantized, no velocity or timing, a different corpus) reports,
+window. *Humanize* gives the decoder the input's hits (noise -1 on hits, 2 elsewhere: GrooVAE's
+hits-as-controls, at inference only), so it plays exactly those hits and its errors cover every
+hit; *humanize, hits decoded* lets the decoder choose the hits from z as in the other modes. MusicVAE's 2-bar drum model (quantized, no velocity or timing, a different corpus) reports,
 as we recall it (not checked against the paper), 0.979 teacher-forced / 0.917 sampled.
 
 | | step acc. (free) | step acc. (teacher-forced) | hit F1 | velocity MAE | timing MAE ms | KL bits |

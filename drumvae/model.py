@@ -143,7 +143,9 @@ class Decoder(nn.Module):
     def sample(self, z: torch.Tensor, style: torch.Tensor, fill: torch.Tensor, noise: torch.Tensor,
                temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Free-running: hit = noise < sigmoid(logit / temperature) (noise 0.5: threshold 0.5);
-        velocity and offset as decoded, zeroed where there is no hit. noise: [B, S, 9] in [0, 1).
+        velocity and offset as decoded, zeroed where there is no hit. noise: [B, S, 9] in [0, 1);
+        noise < 0 forces a hit and noise >= 1 forbids one (:func:`forced_hits`: humanize plays the
+        input's own hits, as GrooVAE's hits-as-controls, with the model's velocity and timing).
 
         The LSTM's own weights, one cell at a time (the conditioning's share of the first layer's
         gates is computed once), so a live 2-bar decode costs a few small matrix products per step."""
@@ -174,6 +176,11 @@ class Decoder(nn.Module):
             offs.append(o)
             prev = torch.cat([hit, v, o], -1)
         return torch.stack(logits, 1), torch.stack(vels, 1), torch.stack(offs, 1)
+
+
+def forced_hits(hits: torch.Tensor) -> torch.Tensor:
+    """Decoder noise that plays exactly ``hits`` ([B, S, 9] 0/1): -1 where a hit, 2 where none."""
+    return torch.where(hits > 0, torch.full_like(hits, -1.0), torch.full_like(hits, 2.0))
 
 
 # ---- the VAE -------------------------------------------------------------------------------

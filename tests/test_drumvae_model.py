@@ -161,7 +161,9 @@ def test_ship_writes_weights_metrics_and_card(tmp_path):
                  "drumvae_f1.png", "drumvae_example.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "drumvae_metrics.json").read_text())  # strict JSON (no NaN)
-    assert set(metrics["modes"]) == {"reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity"}
+    assert set(metrics["modes"]) == {"reconstruction", "humanize", "humanize, hits decoded", "tap2drum",
+                                     "tap2drum-fixed-velocity"}
+    assert metrics["modes"]["humanize"]["step_acc_free"] == 1.0  # the given hits, played as given
     assert 0 <= r["modes"]["reconstruction"]["step_acc_free"] <= 1
     assert "CC BY 4.0" in (out / "drumvae.md").read_text()
     from drumvae import evaluate
@@ -170,3 +172,15 @@ def test_ship_writes_weights_metrics_and_card(tmp_path):
     assert again["modes"]["humanize"]["velocity_mae_midi"] == pytest.approx(
         r["modes"]["humanize"]["velocity_mae_midi"], nan_ok=True)
     assert "target" in evaluate.format_report(again)
+
+
+def test_forced_hits_noise_plays_exactly_the_given_hits():
+    from drumvae.model import forced_hits
+
+    torch.manual_seed(1)
+    m = DrumVAE(TINY).eval()
+    hits = (torch.rand(2, 32, 9) < 0.2).float()
+    lg, v, o = m.decoder.sample(torch.randn(2, 8), torch.tensor([0, 1]), torch.tensor([0, 0]), forced_hits(hits), 1.0)
+    played = forced_hits(hits) < torch.sigmoid(lg)
+    assert torch.equal(played, hits.bool())
+    assert not v[~hits.bool()].any() and (v[hits.bool()] > 0).all()
