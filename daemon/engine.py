@@ -77,6 +77,7 @@ class Engine:
         self._reopened = threading.Event()
         self.exit_code = 0  # 1: the audio server did not come back in time
         self._to_reopen: list[MidiInput] = []  # inputs that came back (housekeeping -> engine)
+        self._to_relink: list[str] = []  # outputs whose connect target came back
         self.drain_s = 0.05
         self._last_stamp_ns = 0
 
@@ -151,8 +152,13 @@ class Engine:
                     events = self.queue.pop_batch(BATCH, now_ns(), self.max_age_ns)
                     lost, self._lost = self._lost, []
                     back, self._to_reopen = self._to_reopen, []
+                    relink, self._to_relink = self._to_relink, []
                 for port in back:
                     self._reopen_input(port)
+                for name in relink:
+                    if name in self.outputs:
+                        done = self.outputs[name].relink()
+                        log.info("%s connected again to %s", name, ", ".join(done) or "nothing")
                 now = max(now_ns(), self._last_stamp_ns)
                 for ev in events:
                     core.feed(ev, now)
@@ -285,6 +291,9 @@ class Engine:
         own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
         probe = open_probe(external[0].api) if external else None
         missing: list[MidiInput] = []  # inputs that went away, reopened when they come back
+        linked_outs = [o for o in self.outputs.values() if o.targets]
+        dest_probe = open_probe(linked_outs[0].api, outputs=True) if linked_outs else None
+        present: dict[tuple[str, str], bool] = {}  # (output, target) -> seen last time
         watch = self._watch
         linked = (watch.connections() or set()) if watch and own else set()
         probe_port = watch.port_name if watch else None
@@ -343,14 +352,31 @@ class Engine:
                         self._to_reopen.append(port)
                     self._wake.set()
                     external.append(port)  # watched again once reopened (same name)
+            if dest_probe is not None:
+                from daemon.io.midi import match_port
+
+                dests = list(dest_probe.get_ports())
+                for out in linked_outs:
+                    for target in out.targets:
+                        here = bool(match_port(target, dests))
+                        was = present.get((out.name, target), True)
+                        if here != was:
+                            log.warning("%s %s", target, "is back: connecting Genie to it again"
+                                        if here else "went away (Genie connects again when it is back)")
+                            if here:
+                                with self._lock:
+                                    self._to_relink.append(out.name)
+                                self._wake.set()
+                        present[(out.name, target)] = here
             now = dict(self.counters.values)
             changed = {k: v - last.get(k, 0) for k, v in now.items() if v != last.get(k, 0)}
             if changed:
                 log.info("engine counters: %s",
                          ", ".join(f"{k} +{v}" for k, v in sorted(changed.items())))
             last = now
-        if probe is not None:
-            probe.delete()
+        for p in (probe, dest_probe):
+            if p is not None:
+                p.delete()
         if watch is not None:
             watch.close()
 

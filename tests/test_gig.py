@@ -359,3 +359,33 @@ def test_an_input_port_that_leaves_and_returns_is_read_again(rig):
     keys.send((NOTE_OFF, 62, 0))
     assert listen.take(1, 3.0) == [(NOTE_OFF, 62, 0)]
     keys.close()
+
+
+@pytest.mark.jack
+def test_a_connected_synth_that_restarts_is_connected_again(rig):
+    import time
+
+    from jack_helpers import config_text
+
+    from daemon.rigs.loopback import PortClient
+
+    synth = PortClient("gt-synth", target_in=None, target_out=None)  # listens on "gt-synth listen:listen"
+    g = rig.genie(config_text('name = "thru"', midi="echo_window_ms = 0"), "-c", "gt-synth listen*")
+    player = rig.client(target_out=None)
+    synth.expect(2, 2.0)  # the start-up clear
+    player.send((NOTE_ON, 60, 100))
+    assert [m for _, m in synth.expect(1, 3.0)] == [(NOTE_ON, 60, 100)]
+    player.send((NOTE_OFF, 60, 0))
+    synth.expect(1, 3.0)
+    synth.close()  # the synth crashes ...
+    time.sleep(1.5)
+    synth = PortClient("gt-synth", target_in=None, target_out=None)  # ... and is started again
+    deadline = time.monotonic() + 5
+    while "connected again" not in g.log and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "connected again" in g.log
+    time.sleep(0.3)
+    player.send((NOTE_ON, 64, 100))
+    assert (NOTE_ON, 64, 100) in [m for _, m in synth.expect(1, 3.0)]
+    player.send((NOTE_OFF, 64, 0))
+    synth.close()

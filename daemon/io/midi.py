@@ -91,10 +91,11 @@ def _silence_rtmidi(obj, label: str) -> None:
     obj.set_error_callback(on_error)
 
 
-def open_probe(api: str):
-    """An rtmidi input client that only lists ports (to notice ports that disappear)."""
+def open_probe(api: str, outputs: bool = False):
+    """An rtmidi client that only lists ports (to notice ports that disappear and come back):
+    the ports one can read from, or with ``outputs`` those one can play into."""
     rtmidi = _rtmidi()
-    probe = rtmidi.MidiIn(_api_id(api), name="Genie watch")
+    probe = (rtmidi.MidiOut if outputs else rtmidi.MidiIn)(_api_id(api), name="Genie watch")
     _silence_rtmidi(probe, "watch")
     return probe
 
@@ -230,6 +231,7 @@ class MidiOutput:
     api: str
     _port: object = None
     _links: tuple = ()
+    targets: tuple[str, ...] = ()  # the ports it was asked to connect to (names or globs)
 
     @classmethod
     def open(cls, api: str, name: str, connect: list[str] = ()) -> "MidiOutput":
@@ -240,9 +242,24 @@ class MidiOutput:
             port.open_virtual_port(name)
         except (rtmidi.SystemError, rtmidi.InvalidPortError) as exc:
             raise PortError(f"cannot open MIDI output {name!r} ({api}): {exc}") from exc
-        out = cls(name=name, api=api, _port=port)
+        out = cls(name=name, api=api, _port=port, targets=tuple(connect))
         out._links = tuple(out._connect(c) for c in connect)
         return out
+
+    def relink(self) -> list[str]:
+        """Connect again to the targets that are there now (a synth that restarted); returns
+        the targets connected."""
+        for link in self._links:
+            release(link, self.api)
+        links, done = [], []
+        for target in self.targets:
+            try:
+                links.append(self._connect(target))
+                done.append(target)
+            except PortError:
+                continue
+        self._links = tuple(links)
+        return done
 
     def _connect(self, target: str) -> object:
         """Connect this output to an existing input port (e.g. a synth) with a second client."""
