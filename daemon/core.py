@@ -32,6 +32,7 @@ from daemon.events import (
     Event,
     MidiEvent,
     Out,
+    split_glued_sysex,
     valid_message,
 )
 from daemon.config import chain_inputs
@@ -150,6 +151,7 @@ class EngineCore:
             s.chain_from = [x for x in chain_inputs(s.cfg, labels) if x != s.label]
         self._chained = any(s.chain_from for s in slots)
         self._chain_pending: list[tuple[str, tuple[int, ...]]] = []
+        self._warned_sysex = False
         self._chaining = False
         if self._chained:
             self.scheduler.tap = self._tap
@@ -186,6 +188,19 @@ class EngineCore:
 
     def _feed_midi(self, ev: MidiEvent, now_ns: int) -> None:
         msg = ev.message
+        if msg == (0xF7,):  # an end-of-sysex alone: the engine's nudge to rtmidi (see Engine)
+            return
+        glued = split_glued_sysex(msg)
+        if glued is not None:
+            self.counters.add("dropped_malformed")  # the cut sysex itself
+            if not self._warned_sysex:
+                self._warned_sysex = True
+                log.warning("a sysex message cut short (no F7) from %s held up the messages after "
+                            "it; Genie took them back out of it (they came late)", ev.source)
+            self.counters.add("recovered_after_cut_sysex", len(glued))
+            for m in glued:
+                self._feed_midi(MidiEvent(ev.time_ns, ev.source, m), now_ns)
+            return
         if not valid_message(msg):
             self.counters.add("dropped_malformed")
             return

@@ -232,6 +232,27 @@ class Engine:
         self._send(self.core.clear_outputs())
         return [p.name for p in inputs] + list(outputs)
 
+    def _open_nudge(self, port: str):
+        """A client of Genie's that plays a lone F7 into its own input twice a second: RtMidi's
+        JACK input glues every message after a sysex cut short (an F0 without its F7: a cable
+        pulled mid-dump) onto that sysex until an F7 comes; the nudge ends it, and the engine takes
+        the glued messages back out. A lone F7 is ignored otherwise."""
+        try:
+            import rtmidi
+
+            from daemon.io.midi import _api_id, match_port
+
+            nudge = rtmidi.MidiOut(_api_id("jack"), name=f"{self.cfg.midi.client_name} nudge")
+            found = match_port(f"{port}:{port}", nudge.get_ports())
+            if not found:
+                nudge.delete()
+                return None
+            nudge.open_port(found[0], name="nudge")
+            return nudge
+        except Exception as exc:  # noqa: BLE001 - without it a cut sysex needs the sender's F7
+            log.debug("no sysex nudge: %s", exc)
+            return None
+
     def _reopen_input(self, old: MidiInput) -> None:
         """An input port that went away is back: read it again (on the engine thread)."""
         try:
@@ -298,8 +319,14 @@ class Engine:
         linked = (watch.connections() or set()) if watch and own else set()
         probe_port = watch.port_name if watch else None
         ticks, lost_at = 0, None
+        nudge = self._open_nudge(own[0].name) if own else None
         while not self._stopping.wait(0.1):
             ticks += 1
+            if nudge is not None and ticks % 5 == 0 and lost_at is None:
+                try:  # rtmidi's JACK input holds everything after a cut sysex until an F7
+                    nudge.send_message([0xF7])
+                except Exception:  # noqa: BLE001 - a nudge that fails changes nothing
+                    pass
             if watch is not None and lost_at is None and not watch.server_alive:
                 lost_at = time.monotonic()
                 watch.abandon()
@@ -374,8 +401,8 @@ class Engine:
                 log.info("engine counters: %s",
                          ", ".join(f"{k} +{v}" for k, v in sorted(changed.items())))
             last = now
-        for p in (probe, dest_probe):
-            if p is not None:
+        for p in (probe, dest_probe, nudge):
+            if p is not None and lost_at is None:
                 p.delete()
         if watch is not None:
             watch.close()

@@ -165,3 +165,45 @@ class TransportEvent:
 
 
 Event = MidiEvent | ButtonEvent | TransportEvent
+
+
+def split_glued_sysex(msg: tuple[int, ...]) -> list[tuple[int, ...]] | None:
+    """The messages glued onto a sysex that was cut short, or None when ``msg`` is no such thing.
+
+    RtMidi's JACK input takes everything after an F0 without its F7 as part of the sysex until an
+    F7 comes. MIDI 1.0 says any status byte but a real-time one ends a sysex: so the first status
+    byte inside starts the next message. Returns those messages (the cut sysex itself is left out;
+    real-time bytes inside are kept; a trailing F7 is the end marker)."""
+    if len(msg) < 3 or msg[0] != 0xF0 or all(b < 0x80 or b >= 0xF8 for b in msg[1:-1]):
+        return None
+    i = 1
+    while i < len(msg) and (msg[i] < 0x80 or msg[i] >= 0xF8):
+        i += 1
+    out: list[tuple[int, ...]] = []
+    j = i
+    while j < len(msg):
+        b = msg[j]
+        if b == 0xF7:
+            j += 1
+        elif b >= 0xF8:
+            out.append((b,))
+            j += 1
+        elif b == 0xF0:  # another sysex: up to its F7 (or to the end, cut again)
+            k = j + 1
+            while k < len(msg) and msg[k] < 0x80:
+                k += 1
+            if k < len(msg) and msg[k] == 0xF7:
+                out.append(tuple(msg[j:k + 1]))
+                k += 1
+            j = k
+        elif b >= 0x80:
+            n = message_length(b)
+            part = tuple(msg[j:j + n])
+            if len(part) == n and all(x < 0x80 for x in part[1:]):
+                out.append(part)
+                j += n
+            else:
+                j += 1
+        else:
+            j += 1  # a data byte without a status (running status is not used by rtmidi here)
+    return out

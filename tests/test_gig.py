@@ -389,3 +389,12 @@ def test_a_connected_synth_that_restarts_is_connected_again(rig):
     assert (NOTE_ON, 64, 100) in [m for _, m in synth.expect(1, 3.0)]
     player.send((NOTE_OFF, 64, 0))
     synth.close()
+
+
+def test_the_messages_glued_onto_a_cut_sysex_are_taken_back_out():
+    from daemon.events import split_glued_sysex
+
+    glued = (0xF0, 0x7D, 1, 2, 0x90, 62, 100, 0xF8, 0x80, 62, 0, 0xB0, 1, 5, 0xF7)
+    assert split_glued_sysex(glued) == [(0x90, 62, 100), (0xF8,), (0x80, 62, 0), (0xB0, 1, 5)]
+    assert split_glued_sysex((0xF0, 0x7D, 1, 2, 0xF7)) is None  # a whole sysex: left alone
+    assert split_glued_sysex((0xF0, 1, 0xF8, 2, 0xF7)) is None  # real-time bytes do not end it
