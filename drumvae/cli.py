@@ -103,13 +103,14 @@ def eval_cmd(model_path, split, as_json, limit, plots, data, cache):
               help="Folder for the artefacts [default: the shipped drumvae/weights].")
 @click.option("--card", is_flag=True, help="Also evaluate on the test split and write the metrics, loss "
                                           "curve and model card; --checkpoint's folder is the run.")
-def export_cmd(checkpoint, out, card):
+@click.option("--note", default="", help="A sentence for the card on why this checkpoint was chosen.")
+def export_cmd(checkpoint, out, card, note):
     """Export a checkpoint as a TorchScript artefact (encode/decode step functions) for the processor."""
     _logging()
     from drumvae import export
 
     if card:
-        export.ship(checkpoint.parent, out, which=checkpoint.name)
+        export.ship(checkpoint.parent, out, which=checkpoint.name, note=note)
         click.echo(f"wrote the weights, metrics, loss curve and card in {out or export.WEIGHTS_DIR}")
         return
     for p in export.export_checkpoint(checkpoint, out):

@@ -141,7 +141,7 @@ LICENCE = ("CC BY 4.0 (the weights, trained on the Groove MIDI Dataset, CC BY 4.
 
 
 def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "best.pt",
-         windows: data.Windows | None = None, limit: int | None = None) -> dict:
+         windows: data.Windows | None = None, limit: int | None = None, note: str = "") -> dict:
     """Export ``run_dir/which``, evaluate the artefact on the test split, time its decode, and write
     the metrics, the loss curve, the plots and the model card into ``out_dir`` (default: shipped)."""
     from modelkit.checkpoints import load_checkpoint
@@ -163,7 +163,7 @@ def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "b
                  series=("loss", "hits_bce"), ylabel="loss per window (nats)")
     train_rows = [h for h in hist if "ms_per_step" in h]
     result["run"] = {
-        "checkpoint": which, "shipped_step": ckpt["step"], "shipped_wall_time_s": ckpt.get("wall_time_s"),
+        "checkpoint": which, "note": note, "shipped_step": ckpt["step"], "shipped_wall_time_s": ckpt.get("wall_time_s"),
         "latest_step": latest["step"], "latest_wall_time_s": latest["wall_time_s"],
         "ms_per_step_median": float(np.median([h["ms_per_step"] for h in train_rows])) if train_rows else None,
         "params": num_params(model_from_checkpoint(ckpt)), "config": latest["config"],
@@ -196,6 +196,11 @@ def plot_example(model: DrumVAE, w: data.Windows, path: Path) -> bool:
     taps = transform(x, torch.tensor([TAP]))[0].numpy()
     panels.append(("taps (input of tap2drum)", taps[:, :9], taps[:, 9:18], taps[:, 18:]))
     return render_png(panels, path)
+
+
+def _why(which: str) -> str:
+    return {"best.pt": "the checkpoint with the lowest validation loss",
+            "ckpt.pt": "the run's last checkpoint"}.get(which, "a checkpoint of the run")
 
 
 def _f(v: float | None, fmt: str = ".3f") -> str:
@@ -254,8 +259,8 @@ drums on 9 classes with human velocity and micro-timing.
 Made by (from the repository root):
 
 ```sh
-genie train drumvae --out runs/drumvae/model --threads 1 --steps {loop['steps']} --max-minutes 125 --ckpt-every {loop['ckpt_every']}
-genie export drumvae --checkpoint runs/drumvae/model/{run['checkpoint']} --card
+genie train drumvae --out runs/drumvae/model --threads 1 --steps {loop['steps']} --max-minutes 112 --ckpt-every {loop['ckpt_every']}
+genie export drumvae --checkpoint runs/drumvae/model/{run['checkpoint']} --card{' --note "..."' if run.get('note') else ''}
 genie eval drumvae            # evaluates this shipped artefact
 genie bench drumvae           # decode timing
 ```
@@ -297,8 +302,8 @@ test numbers measure new performances of familiar players, not unseen drummers.
 - **Ran {run['latest_step']:,} steps in {run['latest_wall_time_s'] / 60:.0f} min of training wall
   time** (median {_f(run['ms_per_step_median'], '.0f')} ms/step) on one CPU thread at nice 19, on a
   2-core machine shared with other jobs; that is {run['latest_step'] * cfg['batch_size'] / max(counts.get('train', {}).get('windows', 1), 1):.0f}
-  passes over the training windows. Shipped: the checkpoint with the lowest validation loss,
-  step **{run['shipped_step']:,}** ({(run['shipped_wall_time_s'] or 0) / 60:.0f} min).
+  passes over the training windows. Shipped: `{run['checkpoint']}`, {_why(run['checkpoint'])},
+  step **{run['shipped_step']:,}** ({(run['shipped_wall_time_s'] or 0) / 60:.0f} min). {run.get('note', '')}
 - Resume: `checkpoints/drumvae/README.md`.
 
 ![loss](drumvae_loss.png)
