@@ -17,6 +17,8 @@ import click
 from modelkit.cli import setup_logging as _logging
 
 DEFAULT_RUN = Path("runs") / "pianogenie"
+# the baseline's last checkpoint, kept in the repository beside the model's (checkpoints/README)
+SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianogenie" / "baseline" / "ckpt.pt"
 
 
 @click.command("pianogenie")
@@ -70,11 +72,11 @@ def train_cmd(out, baseline, steps, max_minutes, batch_size, lr, seed, ckpt_ever
 
 
 @click.command("pianogenie")
-@click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False),
-              default=DEFAULT_RUN / "model" / "best.pt", show_default=True, help="Piano Genie checkpoint.")
+@click.option("--model", "model_path", default="shipped", show_default=True,
+              help="Piano Genie checkpoint, or 'shipped': the weights the processor plays.")
 @click.option("--baseline", "baseline_path", type=click.Path(path_type=Path, dir_okay=False),
-              default=DEFAULT_RUN / "baseline" / "best.pt", show_default=True,
-              help="No-button baseline checkpoint ('' to skip).")
+              default=SHIPPED_BASELINE, show_default=True,
+              help="No-button baseline checkpoint ('' to skip; skipped when missing).")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the player's measure.")

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pianogenie import data
-from pianogenie.model import PianoGenie, sample
+from pianogenie.model import PianoGenie, PianoGenieConfig, sample
 
 # (name, [(MIDI pitch, beats)], beats per minute). Written here; none is a training piece.
 MELODIES = [
@@ -121,11 +121,40 @@ def measure(model: PianoGenie, keys: torch.Tensor, dts: torch.Tensor, batch_size
     return out
 
 
+SHIPPED = "shipped"
+
+
 def load(path: str | Path) -> tuple[PianoGenie, dict]:
+    """A checkpoint, or ``"shipped"``: the eager model rebuilt from the shipped artefacts."""
+    if str(path) == SHIPPED:
+        return load_shipped()
     from pianogenie.train import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path)
     return model_from_checkpoint(ckpt), ckpt
+
+
+def load_shipped(weights_dir: str | Path | None = None) -> tuple[PianoGenie, dict]:
+    """The model the processor plays, rebuilt from ``pianogenie/weights`` (decoder step and encoder
+    artefacts, strictly), with what its metrics file says of it (step, wall time)."""
+    import json
+
+    from daemon import runtime
+    from pianogenie.export import DECODER_FILE, ENCODER_FILE, WEIGHTS_DIR
+
+    d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    dec, enc = runtime.load_model(d / DECODER_FILE), runtime.load_model(d / ENCODER_FILE)
+    cfg = PianoGenieConfig(num_keys=int(dec.num_keys), num_buttons=int(dec.num_buttons),
+                           num_dt=int(dec.num_dt), rnn_dim=int(dec.hidden), rnn_layers=int(dec.num_layers))
+    state = {(k if k.startswith("decoder.") else f"decoder.{k}"): v for k, v in dec.state_dict().items()}
+    state.update(enc.state_dict())
+    model = PianoGenie(cfg)
+    model.load_state_dict(state)  # strict: every weight comes from the artefacts
+    meta = {}
+    metrics = d / "pianogenie_metrics.json"
+    if metrics.is_file():
+        meta = json.loads(metrics.read_text()).get("model", {})
+    return model.eval(), {"step": meta.get("step", 0), "wall_time_s": meta.get("wall_time_s")}
 
 
 def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "test", seed: int = 0,
