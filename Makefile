@@ -37,7 +37,8 @@ install: venv
 	  $(PIP) $(TORCH); \
 	fi
 	$(PIP) -e '.[dev]'
-	@echo "installed into $(VENV): run $(VENV)/bin/genie (or: . $(VENV)/bin/activate)"
+	@mkdir -p $(HOME)/.local/bin && ln -sf $(abspath $(VENV))/bin/genie $(HOME)/.local/bin/genie
+	@echo "installed into $(VENV); ~/.local/bin/genie runs it (the systemd unit's ExecStart)"
 
 run: install
 	@[ -e /dev/snd/seq ] || [ "$$(uname)" = Darwin ] || $(MAKE) --no-print-directory jackd

@@ -105,7 +105,7 @@ class State:
               help="TOML config (default: $XDG_CONFIG_HOME/genie/config.toml, /etc/genie/config.toml).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Logging verbosity.")
-@click.version_option(package_name="genie")
+@click.version_option(package_name="genie-midi", prog_name="genie")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     """Genie: play neural MIDI instruments from 8 buttons or a keyboard, live, on virtual ports."""
