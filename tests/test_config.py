@@ -172,3 +172,14 @@ def test_command_line_options_are_checked_with_the_file_and_the_result_is_frozen
     # an option from the command line is checked as the file's would be, naming the key
     with pytest.raises(ConfigError, match="processor\\[0\\].out_channel"):
         load_config(str(path), lambda raw: raw["processor"][0].update(out_channel=99))
+
+
+def test_the_readmes_configuration_example_is_a_valid_config():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[midi]" in b)
+    cfg = parse_config(tomllib.loads(block), "README.md")
+    assert cfg.midi.inputs == [] and cfg.processors[0].name == "markov"
