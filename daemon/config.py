@@ -85,6 +85,7 @@ class EngineConfig(_Freezable):
     switch_cc: int = -1  # a CC number whose value n picks the n-th processor (one plays); -1 off
     panic_cc: int = -1  # a CC number whose value > 0 triggers panic; -1 off
     panic_buttons: list[int] = field(default_factory=lambda: [0, 3, 4, 7])  # held together: panic
+    panic_hold_ms: float = 500.0  # ... for this long (a fast run over them is not a panic)
     stress_worker: bool = False  # keep a worker thread busy (latency benchmarks)
     # on a real-time JACK server: SCHED_FIFO engine thread polling in JACK's cycles (daemon.engine);
     # false: an ordinary thread polling every midi.poll_interval_ms
@@ -271,6 +272,7 @@ def _check(cfg: Config, path: str) -> None:
     if cfg.midi.send_ahead_ms != -1.0:
         within("midi.send_ahead_ms", cfg.midi.send_ahead_ms, 0, 50, " ms (or -1: half a JACK period)")
     within("engine.idle_interval_ms", cfg.engine.idle_interval_ms, 0.5, 100, " ms")
+    within("engine.panic_hold_ms", cfg.engine.panic_hold_ms, 0, 10_000, " ms")
     within("keyboard.gate_ms", cfg.keyboard.gate_ms, 10, 10_000, " ms")
     within("record.flush_interval_s", cfg.record.flush_interval_s, 0.05, 60, " s")
     if cfg.engine.panic_cc in (0, 6, 7, 10, 32, 38, 64, 65, 66, 67, 120, 121, 122, 123, 124, 125, 126, 127):

@@ -166,7 +166,10 @@ class EngineCore:
                               tolerance_ns=3_000_000 + 2 * self.send_ahead_ns)
         self._next_idle_ns = 0
         self._held_notes: dict[str, set[tuple[int, int]]] = {}  # source -> {(status ch, pitch)}
-        self._held_buttons: set[int] = set()
+        self._held_buttons: set[tuple[str, int]] = set()  # (source, button), for the panic combination
+        self._combo_since: int | None = None  # when the panic combination was last completed
+        self._combo_fired = False
+        self.panic_hold_ns = int(cfg.engine.panic_hold_ms * 1e6)
         self._later: list[tuple[int, int, Event]] = []
         self._seq = itertools.count()
         self.outbox: list[Sent] = []
@@ -226,6 +229,7 @@ class EngineCore:
         if status == CONTROL_CHANGE and msg[1] == self.cfg.engine.switch_cc:
             self.switch(msg[2], now_ns)
             return
+        self._midi_button(ev, now_ns)
         for slot in self.slots:
             if slot.active and slot.takes(ev.source):
                 self._to_slot(slot, ev, now_ns)
@@ -268,17 +272,38 @@ class EngineCore:
                                          else [], ev.button)
             msg = (NOTE_ON, note, ev.velocity or 100) if ev.pressed else (NOTE_OFF, note, 0)
             self.record("in", ev.time_ns, ev.source, msg)
-        if ev.pressed:
-            self._held_buttons.add(ev.button)
-            combo = set(self.cfg.engine.panic_buttons)
-            if len(combo) > 1 and combo <= self._held_buttons:
-                self.panic(now_ns)
-                return
-        else:
-            self._held_buttons.discard(ev.button)
+        self._combo(ev.source, ev.button, ev.pressed, now_ns)
         for slot in self.slots:
             if slot.active and slot.takes(ev.source):
                 self._call(slot, slot.proc.on_event, ev, now_ns)
+
+    def _combo(self, source: str, button: int, pressed: bool, now_ns: int) -> None:
+        """The panic combination (``engine.panic_buttons``) held together for ``panic_hold_ms``,
+        from any source (keyboard, gamepad, MIDI buttons): a deliberate gesture, not a fast run."""
+        key = (source.split("#")[0], button)
+        if pressed:
+            self._held_buttons.add(key)
+        else:
+            self._held_buttons.discard(key)
+        combo = set(self.cfg.engine.panic_buttons)
+        held = {b for _, b in self._held_buttons}
+        if len(combo) > 1 and combo <= held:
+            if self._combo_since is None and not self._combo_fired:
+                self._combo_since = now_ns
+        else:
+            self._combo_since, self._combo_fired = None, False
+
+    def _midi_button(self, ev: MidiEvent, now_ns: int) -> None:
+        """A note or CC that is a button of the first processor hearing it: for the combination."""
+        msg = ev.message
+        for slot in self.slots:
+            if not (slot.active and slot.takes(ev.source)):
+                continue
+            if (ev.is_note_on or ev.is_note_off) and msg[1] in slot.note_buttons:
+                self._combo(f"{ev.source}#{msg[1]}", slot.note_buttons[msg[1]], ev.is_note_on, now_ns)
+            elif ev.status == CONTROL_CHANGE and len(msg) == 3 and msg[1] in slot.cc_buttons:
+                self._combo(ev.source, slot.cc_buttons[msg[1]], msg[2] >= midi_buttons.CC_PRESS, now_ns)
+            return
 
     @property
     def echo_window_ns(self) -> int:
@@ -501,6 +526,9 @@ class EngineCore:
             _, _, ev = heapq.heappop(self._later)
             self.feed(ev, now_ns)
         self._apply_work(now_ns)
+        if self._combo_since is not None and now_ns - self._combo_since >= self.panic_hold_ns:
+            self._combo_since, self._combo_fired = None, True  # once per holding
+            self.panic(now_ns)
         for slot in self.slots:
             if slot.transport is not None and slot.active:
                 for tev in slot.transport.check(now_ns):
@@ -527,6 +555,8 @@ class EngineCore:
             lost = slot.transport.lost_deadline_ns() if slot.transport is not None else None
             if lost is not None and slot.active:
                 candidates.append(lost)
+        if self._combo_since is not None:
+            candidates.append(self._combo_since + self.panic_hold_ns)
         if self.workers.busy():  # offline: a job makes its next piece at the next tick
             candidates.append(self._next_idle_ns)
         return min(candidates, default=NEVER_NS)

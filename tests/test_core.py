@@ -131,9 +131,25 @@ def test_panic_cc_and_button_combination():
                  "processor": [{"name": "thru"}]})
     out = run(core, [midi(0, (0x90, 50, 100)), midi(1, (0xB0, 20, 127))])
     assert [m for _, m in out] == [(0x90, 50, 100), (0x80, 50, 0), (0xB0, 64, 0), (0xB0, 123, 0)]
+    # the combination held for panic_hold_ms (500): both notes played, then everything ends
     core2 = make({"engine": {"panic_buttons": [0, 7]}, "processor": [{"name": "thru"}]})
     out = run(core2, [ButtonEvent(0, "k", 0, True), ButtonEvent(MS, "k", 7, True)])
-    assert [m for _, m in out] == [(0x90, 60, 100), (0x80, 60, 0), (0xB0, 64, 0), (0xB0, 123, 0)]
+    assert [m for _, m in out] == [(0x90, 60, 100), (0x90, 72, 100), (0x80, 60, 0), (0x80, 72, 0),
+                                   (0xB0, 64, 0), (0xB0, 123, 0)]
+    assert core2.counters.get("panics") == 1
+
+
+def test_panic_is_deliberate_on_every_source():
+    """A fast run over the combination is no panic; held from MIDI note buttons it is."""
+    core = make({"engine": {"panic_buttons": [0, 3, 4, 7]}, "processor": [{"name": "thru"}]})
+    run_over = [ButtonEvent(i * 20 * MS, "keyboard", b, True) for i, b in enumerate((0, 3, 4, 7))]
+    run_over += [ButtonEvent(100 * MS + i * 20 * MS, "keyboard", b, False) for i, b in enumerate((0, 3, 4, 7))]
+    run(core, run_over)
+    assert core.counters.get("panics") == 0
+    core = make({"engine": {"panic_buttons": [0, 3, 4, 7]}, "processor": [{"name": "thru"}]})
+    held = [midi(i, (0x90, p, 100)) for i, p in enumerate((60, 65, 67, 72))]  # C4 F4 G4 C5
+    run(core, held, until_ms=700)
+    assert core.counters.get("panics") == 1
 
 
 def test_lost_source_releases_what_it_held():
