@@ -163,8 +163,8 @@ class BigramModel:
         within ``low..high``; they are drawn from the smoothed bigram row restricted to the window,
         so a window the data never visited is still sampled, by smoothing (near-uniformly).
         ``temperature`` sharpens (<1) or flattens (>1) the choice; 0 takes the most likely pitch.
-        When the window lies wholly outside ``low..high``, the nearest playable pitch is taken
-        (the range edge), so a down button still goes down whenever ``prev_pitch > low``.
+        When the window lies wholly outside ``low..high`` the melody goes to the edge, and from
+        the edge the window is mirrored (``button_window``): it never sticks there.
         """
         candidates = button_window(prev_pitch, button, low, high)
         if len(candidates) == 1:
@@ -188,8 +188,9 @@ def button_window(prev_pitch: int, button: int, low: int = PIANO_LOW,
                   high: int = PIANO_HIGH) -> list[int]:
     """The pitches button ``button`` may play after ``prev_pitch``, within ``low..high``.
 
-    Never empty: a window wholly below ``low`` gives ``[low]``, wholly above ``high`` gives ``[high]``.
-    """
+    Never empty, and never stuck at an edge: a window wholly below the range plays ``low`` (the
+    melody still goes down) unless the previous note is ``low`` already; then, as above ``high``,
+    the window is mirrored (a step down from the lowest note steps up as far)."""
     if not 0 <= button < N_BUTTONS:
         raise ValueError(f"button must be 0..{N_BUTTONS - 1}, got {button}")
     if not 0 <= low <= high < N_PITCHES:
@@ -198,7 +199,13 @@ def button_window(prev_pitch: int, button: int, low: int = PIANO_LOW,
     first, last = max(prev_pitch + d_lo, low), min(prev_pitch + d_hi, high)
     if first <= last:
         return list(range(first, last + 1))
-    return [low] if prev_pitch + d_hi < low else [high]
+    below = prev_pitch + d_hi < low
+    if (below and prev_pitch > low) or (not below and prev_pitch < high):
+        return [low] if below else [high]  # towards the edge: the contour holds
+    first, last = max(prev_pitch - d_hi, low), min(prev_pitch - d_lo, high)  # at the edge: mirrored
+    if first <= last:
+        return list(range(first, last + 1))
+    return [low] if below else [high]
 
 
 def _pairs(sequences: Iterable[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

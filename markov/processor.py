@@ -28,7 +28,7 @@ class MarkovProcessor(BaseProcessor):
         "weights": "",  # a model file written by `genie train markov`; "" = the shipped one
         "temperature": 1.0,  # <1 plays the likeliest notes, >1 wanders; 0 always the likeliest
         "velocity": 100,  # for buttons without a velocity (keyboard, gamepad)
-        "start_pitch": 60,  # the note before the first press (middle C)
+        "start_pitch": -1,  # the note before the first press; -1: the middle of low..high
         "low": 55,  # lowest pitch played (G3): the training melodies span 55-88, and outside
         "high": 88,  # that range the model has seen nothing, so it would only wander (E6)
     }
@@ -40,7 +40,7 @@ class MarkovProcessor(BaseProcessor):
         if not 0 <= opts["low"] <= opts["high"] <= 127:
             raise ProcessorError(f"options low/high of processor {self.name!r} must satisfy "
                                  f"0 <= low <= high <= 127, got {opts['low']}..{opts['high']}")
-        for key, lo in (("start_pitch", 0), ("velocity", 1)):
+        for key, lo in (("start_pitch", -1), ("velocity", 1)):
             if not lo <= opts[key] <= 127:
                 raise ProcessorError(f"option {key!r} of processor {self.name!r} must be "
                                      f"{lo}..127, got {opts[key]}")
@@ -51,7 +51,7 @@ class MarkovProcessor(BaseProcessor):
                 else package_file(type(self), self.model_files[0]))
         self.model: BigramModel = load(path)  # ValueError naming the file when it is bad
         self._rng = ctx.rng()
-        self._prev = opts["start_pitch"]
+        self._prev = opts["start_pitch"] if opts["start_pitch"] >= 0 else (opts["low"] + opts["high"]) // 2
         self._held: dict[tuple[str, int], int] = {}  # (source, button) -> the pitch it sounds
         log.info("markov model %s: %d transitions, alpha %g", path, self.model.transitions,
                  self.model.config.alpha)

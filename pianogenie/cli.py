@@ -97,7 +97,8 @@ def eval_cmd(model_path, baseline_path, split, as_json, seed, data, cache):
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Exported encoder [default: the shipped pianogenie/weights/encoder.pt].")
 @click.option("--midi", "midi_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also write the buttons as MIDI: button b is note 60 + b, at each onset.")
+              help="Also write the buttons as MIDI, as the default map's white keys C4-C5 (button 0 "
+                   "= C4): played back into genie run, they press the same buttons.")
 @click.option("--png", "png_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also draw the buttons under the piano roll (needs matplotlib).")
 def buttons_cmd(midi_file, weights, midi_out, png_out):

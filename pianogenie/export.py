@@ -26,6 +26,7 @@ from pianogenie.model import Decoder, Encoder, IntegerQuantizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DECODER_FILE = "pianogenie_decoder.pt"
+BUTTON_NOTES = (60, 62, 64, 65, 67, 69, 71, 72)  # the daemon's default button map ("white-keys")
 ENCODER_FILE = "pianogenie_encoder.pt"
 
 
@@ -111,22 +112,23 @@ def note_name(pitch: int) -> str:
 
 
 def format_buttons(result: dict) -> list[str]:
-    """One line per onset: time, the note, the button (1-8) and where it sits on the 8 keys."""
+    """One line per onset: time, the note, the button (0-7, as everywhere) and where it sits."""
     lines = []
     for t, p, b in zip(result["times"], result["pitches"], result["buttons"]):
         lane = "".join("#" if i == b else "." for i in range(8))
-        lines.append(f"{t:9.3f}s  {note_name(p):>4}  button {b + 1}  {lane}")
+        lines.append(f"{t:9.3f}s  {note_name(p):>4}  button {b}  {lane}")
     return lines
 
 
 def write_buttons_midi(result: dict, path: str | Path, duration_s: float = 0.1) -> None:
-    """Button b as note 60 + b at each onset (a track to read the buttons from in a DAW)."""
+    """Button b as the note that presses it in the default button map (the white keys C4-C5) at
+    each onset: played back into ``genie run`` it presses the same buttons."""
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=0, name="Piano Genie buttons")
     for t, b in zip(result["times"], result["buttons"]):
-        inst.notes.append(pretty_midi.Note(velocity=100, pitch=60 + b, start=t, end=t + duration_s))
+        inst.notes.append(pretty_midi.Note(velocity=100, pitch=BUTTON_NOTES[b], start=t, end=t + duration_s))
     pm.instruments.append(inst)
     pm.write(str(path))
 
@@ -325,7 +327,7 @@ buttons that follow their contour (their pitch range spread over the 8 buttons) 
 decoded at temperature {player['temperature']} with {player['seeds']} seeds: the played pitch moves
 the way the button moves **{player['contour_agreement']:.1%}** of the time ({melodies}).
 
-Button use on the test split (buttons 1-8): {m['button_counts']}.
+Button use on the test split (buttons 0-7): {m['button_counts']}.
 
 ## Limits
 

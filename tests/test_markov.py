@@ -447,3 +447,18 @@ def test_train_module_does_not_import_torch():
     code = ("import sys, daemon.commands.train, markov.cli, markov.processor; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_fresh_start_never_sticks_at_an_edge():
+    """Fresh from the start (mid-range), buttons 0-3 over and over: the melody goes down to the
+    lowest note and then keeps moving instead of repeating it."""
+    proc = MarkovProcessor()
+    proc.start(Context(name="markov", options={}, seed=3))
+    played = []
+    for i in range(40):
+        t = i * 200_000_000
+        out = list(proc.on_event(ButtonEvent(t, "kbd", i % 4, True)))
+        played += [o.message[1] for o in out if o.message[0] & 0xF0 == 0x90 and o.message[2]]
+        proc.on_event(ButtonEvent(t + 100_000_000, "kbd", i % 4, False))
+    repeats = sum(a == b for a, b in zip(played, played[1:]))
+    assert played[0] < (55 + 88) // 2 + 1 and repeats <= 2, played

@@ -329,7 +329,10 @@ def test_buttons_command_prints_one_button_per_onset(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     lines = [ln for ln in result.output.splitlines() if "  button " in ln]
     assert len(lines) == 5 and "C4" in lines[0] and "G4" in lines[4]
-    assert len(pretty_midi.PrettyMIDI(str(tmp_path / "b.mid")).instruments[0].notes) == 5
+    written = pretty_midi.PrettyMIDI(str(tmp_path / "b.mid")).instruments[0].notes
+    assert len(written) == 5
+    assert {n.pitch for n in written} <= set(export.BUTTON_NOTES)  # plays back as the same buttons
+    assert all(ln.split("button ")[1][0] in "01234567" for ln in lines)  # numbered 0-7
 
 
 # ---- rows made on the worker thread -----------------------------------------------------------
