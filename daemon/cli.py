@@ -35,8 +35,10 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from daemon.io.midi import PortError
     from daemon.processor import ProcessorError
+    from daemon.runtime import ModelFileError
 
-    return (UserError, ConfigError, PortError, ProcessorError)
+    # FileNotFoundError: a file or dataset the user named or should provide (the message names it)
+    return (UserError, ConfigError, PortError, ProcessorError, ModelFileError, FileNotFoundError)
 
 
 def _plugin_commands(group: str) -> dict:
@@ -122,9 +124,9 @@ def main() -> None:
             sys.exit(code)
     except click.exceptions.Abort:
         sys.exit(130)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # what the user typed or gave: one line, exit code 2
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(2)
     except _user_errors() as exc:
         click.echo(f"genie: error: {exc}", err=True)
         sys.exit(2)

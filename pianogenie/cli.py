@@ -105,7 +105,12 @@ def buttons_cmd(midi_file, weights, midi_out, png_out):
     """Print the 8-button sequence that plays MIDI_FILE (a way to learn a piece on 8 buttons)."""
     from pianogenie import export
 
-    result = export.buttons_for_file(midi_file, weights)
+    try:
+        result = export.buttons_for_file(midi_file, weights)
+    except (OSError, EOFError, KeyError, IndexError) as exc:
+        raise click.ClickException(f"{midi_file}: not a readable MIDI file ({str(exc).strip() or type(exc).__name__})") from None
+    except ValueError as exc:  # a bad model file (runtime.ModelFileError) or a bad MIDI file
+        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else f"{midi_file}: not readable") from None
     for line in export.format_buttons(result):
         click.echo(line)
     if midi_out:

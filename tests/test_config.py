@@ -183,3 +183,18 @@ def test_the_readmes_configuration_example_is_a_valid_config():
     block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[midi]" in b)
     cfg = parse_config(tomllib.loads(block), "README.md")
     assert cfg.midi.inputs == [] and cfg.processors[0].name == "markov"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["buttons", "{toml}"], "not a readable MIDI file"),
+    (["play", "{missing}", "--out", "{out}"], "no such file"),
+    (["recover", "{missing}"], "no such file"),
+    (["eval", "pianogenie"], "not found"),
+])
+def test_user_facing_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, says):
+    toml = tmp_path / "notmidi.toml"
+    toml.write_text("[midi]\n")
+    monkeypatch.setenv("GENIE_DATASETS", str(tmp_path / "no-datasets"))
+    argv = [a.format(toml=toml, missing=tmp_path / "nonexist.mid", out=tmp_path / "o.mid") for a in argv]
+    code, err = _run_main(monkeypatch, capsys, argv)
+    assert code == 2 and says in err and err.strip().count("\n") == 0, err
