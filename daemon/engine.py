@@ -158,7 +158,7 @@ class Engine:
                 for name in relink:
                     if name in self.outputs:
                         done = self.outputs[name].relink()
-                        log.info("%s connected again to %s", name, ", ".join(done) or "nothing")
+                        log.info("%s connected to %s", name, ", ".join(done) or "nothing")
                 now = max(now_ns(), self._last_stamp_ns)
                 for ev in events:
                     core.feed(ev, now)
@@ -263,7 +263,7 @@ class Engine:
         for p in [p for p in self.inputs if p.name == old.name or p is old]:
             p.close()
         self.inputs = [p for p in self.inputs if p.name != old.name and p is not old] + [new]
-        log.info("input port %r is back: reading it again", new.name)
+        log.info("input port %r is there: reading it", new.name)
 
     def _choose_polling(self) -> None:
         """On the engine thread: polls placed in JACK's cycle when it may run real-time."""
@@ -308,13 +308,21 @@ class Engine:
         """Notice input ports that go away and connections into Genie's own input that do (every
         0.1 s); log new drops (every second)."""
         last: dict[str, int] = {}
-        external = [p for p in self.inputs if p.name != self.cfg.midi.input_port]
+        external = [p for p in self.inputs if p.name != self.cfg.midi.input_port and p.is_open]
         own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
-        probe = open_probe(external[0].api) if external else None
-        missing: list[MidiInput] = []  # inputs that went away, reopened when they come back
+        # inputs not there yet or that went away: opened when they appear
+        missing = [p for p in self.inputs if p.name != self.cfg.midi.input_port and not p.is_open]
+        probe = open_probe((external or missing)[0].api) if external or missing else None
         linked_outs = [o for o in self.outputs.values() if o.targets]
         dest_probe = open_probe(linked_outs[0].api, outputs=True) if linked_outs else None
         present: dict[tuple[str, str], bool] = {}  # (output, target) -> seen last time
+        if dest_probe is not None:
+            from daemon.io.midi import match_port
+
+            now_there = list(dest_probe.get_ports())
+            for out in linked_outs:
+                for target in out.targets:
+                    present[(out.name, target)] = bool(match_port(target, now_there))
         watch = self._watch
         linked = (watch.connections() or set()) if watch and own else set()
         probe_port = watch.port_name if watch else None
@@ -332,6 +340,10 @@ class Engine:
                 watch.abandon()
                 log.warning("the audio server (JACK) went away: Genie's ports are gone; waiting "
                             "up to %g s for it to come back", self.cfg.midi.server_wait_s)
+                from daemon.io.midi import _keep_forever
+
+                _keep_forever(nudge, probe, dest_probe)  # their clients died with the server
+                nudge = probe = dest_probe = None
                 self._server_down.set()
                 self._wake.set()
             if lost_at is not None:
@@ -344,6 +356,9 @@ class Engine:
                     lost_at = None
                     watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch", probe_port)
                     self._watch = watch
+                    nudge = self._open_nudge(own[0].name) if own else None
+                    probe = open_probe((external or missing)[0].api) if external or missing else None
+                    dest_probe = open_probe(linked_outs[0].api, outputs=True) if linked_outs else None
                     linked = (watch.connections() or set()) if watch and own else set()
                 elif time.monotonic() - lost_at > self.cfg.midi.server_wait_s:
                     log.error("the audio server did not come back in %g s: Genie stops (exit code "
@@ -378,7 +393,9 @@ class Engine:
                     with self._lock:
                         self._to_reopen.append(port)
                     self._wake.set()
-                    external.append(port)  # watched again once reopened (same name)
+                    found = list(names)[match_port(port.pattern, list(names))[0]]
+                    external.append(MidiInput.waiting(port.api, port.pattern, port.queue_limit))
+                    external[-1].name = found  # watched under its real name once opened
             if dest_probe is not None:
                 from daemon.io.midi import match_port
 
@@ -388,7 +405,7 @@ class Engine:
                         here = bool(match_port(target, dests))
                         was = present.get((out.name, target), True)
                         if here != was:
-                            log.warning("%s %s", target, "is back: connecting Genie to it again"
+                            log.warning("%s %s", target, "is there: connecting Genie to it"
                                         if here else "went away (Genie connects again when it is back)")
                             if here:
                                 with self._lock:
@@ -402,7 +419,7 @@ class Engine:
                          ", ".join(f"{k} +{v}" for k, v in sorted(changed.items())))
             last = now
         for p in (probe, dest_probe, nudge):
-            if p is not None and lost_at is None:
+            if p is not None:
                 p.delete()
         if watch is not None:
             watch.close()

@@ -401,26 +401,36 @@ def test_unterminated_sysex_does_not_swallow_the_notes_after_it(rig):
 
 
 @jack
-def test_unknown_input_port_exits_2_with_one_line(rig):
-    path = rig.write_config(config_text())
-    done = subprocess.run(
-        genie_cmd("--log-level", "warning", "run", "--no-keyboard", "--input", "no such port",
-                  config=path),
-        env={**os.environ, **rig.env}, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("genie: error:") and "'no such port'" in lines[0]
+def test_an_input_port_not_there_yet_is_read_when_it_appears(rig):
+    """At a gig the controller may be plugged in after Genie started: a warning, then it plays."""
+    from daemon.rigs.loopback import PortClient
+
+    g = rig.genie(config_text(midi="echo_window_ms = 0"), "--input", "gt-late play*")
+    assert wait_log(g, "is not there yet")
+    listen = rig.client(target_in=None)
+    late = PortClient("gt-late", target_in=None, target_out=None)
+    try:
+        wait_log(g, "is there: reading it", timeout_s=5)
+        time.sleep(0.3)
+        late.send((NOTE_ON, 61, 90))
+        assert listen.take(1, 3.0) == [(NOTE_ON, 61, 90)]
+        late.send((NOTE_OFF, 61, 0))
+        assert listen.take(1, 3.0) == [(NOTE_OFF, 61, 0)]
+    finally:
+        late.close()
 
 
 @jack
 def test_a_failed_start_leaves_no_jack_client_behind(rig, live_jack):
     path = rig.write_config(config_text())
     t0 = time.monotonic()
-    done = subprocess.run(
-        genie_cmd("run", "--no-keyboard", "--input", "no such port", config=path),
+    link = rig.tmp_path / "take.mid"
+    link.symlink_to(rig.tmp_path / "elsewhere.mid")
+    done = subprocess.run(  # a take through a symlink: refused after the ports were opened
+        genie_cmd("run", "--no-keyboard", "--record", str(link), config=path),
         env={**os.environ, **rig.env}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
+    assert "not a regular file" in done.stderr
     assert live_jack.ping(timeout_s=1.0)
     stalled_s = time.monotonic() - t0  # the server waits for the dead client while genie exits
     assert stalled_s < 3.0, f"genie's exit and the JACK server stalled for {stalled_s:.1f} s"

@@ -351,7 +351,7 @@ def test_an_input_port_that_leaves_and_returns_is_read_again(rig):
     assert listen.take(1, 3.0) == [(NOTE_OFF, 60, 0)]
     keys = PortClient("gt-usbkeys", target_in=None, target_out=None)  # plugged in again
     deadline = time.monotonic() + 5
-    while "is back: reading it again" not in g.log and time.monotonic() < deadline:
+    while "is there: reading it" not in g.log and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.3)
     keys.send((NOTE_ON, 62, 100))
@@ -381,9 +381,9 @@ def test_a_connected_synth_that_restarts_is_connected_again(rig):
     time.sleep(1.5)
     synth = PortClient("gt-synth", target_in=None, target_out=None)  # ... and is started again
     deadline = time.monotonic() + 5
-    while "connected again" not in g.log and time.monotonic() < deadline:
+    while "Genie out connected to" not in g.log and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert "connected again" in g.log
+    assert "Genie out connected to" in g.log
     time.sleep(0.3)
     player.send((NOTE_ON, 64, 100))
     assert (NOTE_ON, 64, 100) in [m for _, m in synth.expect(1, 3.0)]
@@ -398,3 +398,28 @@ def test_the_messages_glued_onto_a_cut_sysex_are_taken_back_out():
     assert split_glued_sysex(glued) == [(0x90, 62, 100), (0xF8,), (0x80, 62, 0), (0xB0, 1, 5)]
     assert split_glued_sysex((0xF0, 0x7D, 1, 2, 0xF7)) is None  # a whole sysex: left alone
     assert split_glued_sysex((0xF0, 1, 0xF8, 2, 0xF7)) is None  # real-time bytes do not end it
+
+
+@pytest.mark.jack
+def test_a_synth_started_after_genie_is_connected_when_it_appears(rig):
+    import time
+
+    from jack_helpers import config_text
+
+    from daemon.rigs.loopback import PortClient
+
+    g = rig.genie(config_text('name = "thru"', midi="echo_window_ms = 0"), "-c", "gt-latesynth listen*")
+    assert "is not there yet" in g.log or time.sleep(0.5) or "is not there yet" in g.log
+    player = rig.client(target_out=None)
+    synth = PortClient("gt-latesynth", target_in=None, target_out=None)
+    try:
+        deadline = time.monotonic() + 5
+        while "Genie out connected to" not in g.log and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "Genie out connected to" in g.log
+        time.sleep(0.3)
+        player.send((NOTE_ON, 65, 100))
+        assert (NOTE_ON, 65, 100) in [m for _, m in synth.expect(1, 3.0)]
+        player.send((NOTE_OFF, 65, 0))
+    finally:
+        synth.close()

@@ -290,7 +290,14 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
     wanted = [(cfg.midi.input_port, True)] if cfg.midi.input_port else []
     for name, virtual in wanted + [(p, False) for p in cfg.midi.inputs]:
-        inputs.append(MidiInput.open(api, name, virtual=virtual, queue_limit=rtmidi_queue))
+        try:
+            inputs.append(MidiInput.open(api, name, virtual=virtual, queue_limit=rtmidi_queue))
+        except PortError:
+            if virtual:
+                raise
+            # at a gig the controller may be plugged in after Genie starts: read it when it appears
+            log.warning("MIDI input %r is not there yet; Genie reads it as soon as it appears", name)
+            inputs.append(MidiInput.waiting(api, name, queue_limit=rtmidi_queue))
         stack.callback(inputs[-1].close)
     outputs = {}
     for name in cfg.outputs():

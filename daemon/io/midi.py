@@ -191,8 +191,19 @@ class MidiInput:
             raise PortError(f"cannot open MIDI input {name!r} ({api}): {exc}") from exc
         return cls(name=name, api=api, _port=port, queue_limit=queue_limit, pattern=wanted)
 
+    @classmethod
+    def waiting(cls, api: str, pattern: str, queue_limit: int = 1024) -> "MidiInput":
+        """An input asked for that is not there yet (the engine opens it when it appears)."""
+        return cls(name=pattern, api=api, _port=None, queue_limit=queue_limit, pattern=pattern)
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
     def drain(self, limit: int) -> list[tuple[tuple[int, ...], float]]:
         """Up to ``limit`` (message, rtmidi delta seconds) waiting in rtmidi's queue, oldest first."""
+        if self._port is None:
+            return []
         out = []
         get = self._port.get_message
         for _ in range(limit):
@@ -243,7 +254,14 @@ class MidiOutput:
         except (rtmidi.SystemError, rtmidi.InvalidPortError) as exc:
             raise PortError(f"cannot open MIDI output {name!r} ({api}): {exc}") from exc
         out = cls(name=name, api=api, _port=port, targets=tuple(connect))
-        out._links = tuple(out._connect(c) for c in connect)
+        links = []
+        for target in connect:
+            try:
+                links.append(out._connect(target))
+            except PortError:
+                log.warning("%s: %r is not there yet; Genie connects to it as soon as it appears",
+                            name, target)
+        out._links = tuple(links)
         return out
 
     def relink(self) -> list[str]:
@@ -269,7 +287,7 @@ class MidiOutput:
         found = match_port(target, link.get_ports())
         if not found:
             link.delete()
-            raise PortError(f"--connect: MIDI port {target!r} not found (see `genie ports`)")
+            raise PortError(f"MIDI port {target!r} to connect to not found (see `genie ports`)")
         link.open_port(found[0], name=self.name)
         return link
 
