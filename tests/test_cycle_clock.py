@@ -34,7 +34,12 @@ def test_cycle_clock_reads_the_servers_cycle(live_jack):
         assert info.period_ns // 2 <= period <= 2 * info.period_ns
         assert since >= 0
         for phases in [(0.3,), (0.3, 0.75), (0.0,), (0.99,)]:
-            ns = clock.ns_until(phases)  # the clock has just read a cycle: it knows the phases
+            ns = None
+            for _ in range(200):  # a loaded dummy server is late for a cycle now and then
+                ns = clock.ns_until(phases)
+                if ns is not None:
+                    break
+                time.sleep(0.005)
             assert ns is not None and 0 < ns <= 2 * info.period_ns, (phases, ns)
     finally:
         clock.close()
