@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from daemon.config import Config
 from daemon.core import EngineCore
-from daemon.events import Event, MidiEvent, now_ns
+from daemon.events import Event, MidiEvent, in_words, now_ns
 from daemon.inputqueue import InputQueue
 from daemon.io.midi import MidiInput, MidiOutput, PortError, burst_times, open_probe
 from daemon.workers import StressWorker, realtime_priority
@@ -415,7 +415,7 @@ class Engine:
             now = dict(self.counters.values)
             changed = {k: v - last.get(k, 0) for k, v in now.items() if v != last.get(k, 0)}
             if changed:
-                log.info("engine counters: %s",
+                log.info("since the last report: %s  [engine counters: %s]", in_words(changed, "+"),
                          ", ".join(f"{k} +{v}" for k, v in sorted(changed.items())))
             last = now
         for p in (probe, dest_probe, nudge):

@@ -207,3 +207,51 @@ def split_glued_sysex(msg: tuple[int, ...]) -> list[tuple[int, ...]] | None:
         else:
             j += 1  # a data byte without a status (running status is not used by rtmidi here)
     return out
+
+
+# ---- counters in words ------------------------------------------------------------------------
+
+COUNTER_WORDS = {
+    "unmatched_note_offs": "releases without a press",
+    "retriggered_notes": "notes struck again while sounding",
+    "zero_length_notes": "notes with no length",
+    "dropped_echo": "echoes of Genie's own notes ignored",
+    "dropped_echo_loop": "looping echoes ignored",
+    "echo_loops_broken": "echo loops broken",
+    "dropped_malformed": "broken messages ignored",
+    "dropped_note_on": "presses dropped in a flood",
+    "dropped_other": "messages dropped in a flood",
+    "dropped_repeated_cc": "controller moves skipped in a flood",
+    "dropped_release_of_dropped_press": "releases of dropped presses ignored",
+    "dropped_stale_press": "presses too late to play",
+    "dropped_unknown_port": "messages for a port Genie does not have",
+    "recovered_after_cut_sysex": "messages taken back out of a cut sysex",
+    "panics": "panics",
+}
+PREFIX_WORDS = {
+    "processor_errors": "errors in {}",
+    "worker_errors": "errors in {}'s background work",
+    "retracted": "notes {} took back",
+    "bad_output": "broken messages from {}",
+}
+
+
+def in_words(counts: dict[str, int], sign: str = "") -> str:
+    """Counters as a musician reads them: "4 releases without a press, 1 panic"."""
+    parts = []
+    for key, n in sorted(counts.items()):
+        head, _, who = key.partition(".")
+        if key in COUNTER_WORDS:
+            words = COUNTER_WORDS[key]
+        elif who and head in PREFIX_WORDS:
+            words = PREFIX_WORDS[head].format(who)
+        else:
+            words = key.replace("_", " ")
+        if n == 1 and words.startswith(("releases", "notes", "echoes", "messages", "presses", "panics",
+                                        "errors", "controller moves", "looping", "broken")):
+            words = words.replace("releases", "release", 1).replace("notes", "note", 1) \
+                .replace("echoes", "echo", 1).replace("messages", "message", 1) \
+                .replace("presses", "press", 1).replace("panics", "panic", 1) \
+                .replace("errors", "error", 1).replace("moves", "move", 1).replace("loops", "loop", 1)
+        parts.append(f"{sign}{n} {words}")
+    return ", ".join(parts)

@@ -364,7 +364,7 @@ def test_bad_input_and_flood_leave_the_daemon_playing_and_nothing_sounding(rig, 
     totals: dict[str, int] = {}
     for line in g.log_lines:  # "engine counters: k +n, ..." once a second while playing
         if "engine counters:" in line:
-            for item in line.split("engine counters:", 1)[1].split(","):
+            for item in line.split("engine counters:", 1)[1].rstrip("]").split(","):
                 key, n = item.split()
                 totals[key] = totals.get(key, 0) + int(n)
     dropped = {k: v for k, v in totals.items() if k.startswith("dropped_")}

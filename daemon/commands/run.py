@@ -126,7 +126,8 @@ def _close_recorder(recorder, failed: list) -> None:
         failed.append(exc)
         return
     if stats is not None:
-        log.info("recording written: %s", stats)
+        log.info("recording written: %d messages in %d tracks%s", stats.events, stats.tracks,
+                 f" ({stats.omitted} not MIDI left out)" if stats.omitted else "")
 
 
 def _send_ahead_ms(cfg: Config, api: str) -> float:
@@ -353,7 +354,9 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         inputs_.stop()  # posts the releases of held buttons while the engine still runs
         engine.stop()  # the engine thread sends note-offs, sustain off, all-notes-off first
         counters = engine.counters.values
-        log.info("stopped%s", (": " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
-                 if counters else "")
+        from daemon.events import in_words
+
+        log.info("stopped%s", (f": {in_words(counters)}  [" + ", ".join(
+            f"{k}={v}" for k, v in sorted(counters.items())) + "]") if counters else "")
     if engine.exit_code:
         sys.exit(engine.exit_code)
