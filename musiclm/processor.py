@@ -79,8 +79,8 @@ class MusicLMProcessor(BaseProcessor):
         "temperature": 1.0,
         "top_p": 0.95,
         "polyphony": 8,  # notes sounding at once, at most
-        "lead_ms": 40.0,  # the answer starts this long after its trigger (time to sample the first notes)
-        "first_gap_ms": 200.0,  # ... and its first note comes at most this long after that
+        "lead_ms": 30.0,  # the answer starts this long after its trigger (time to sample the first notes)
+        "first_gap_ms": 20.0,  # ... and its first note comes at most this long after that
         "max_note_s": 4.0,  # a note held longer is ended
         "max_gap_s": 2.0,  # a longer pause in the playing is heard as this long
         "lookahead_s": 1.0,  # how far ahead of the playhead the answer is sampled

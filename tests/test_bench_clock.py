@@ -30,3 +30,21 @@ def test_bench_clock_matches_every_note_to_its_due_time(jack_server, monkeypatch
     assert r["jitter"]["median_lag_ms"] > 0
     text = format_clocked(r)
     assert "bars" in text and ("PASS" in text or "FAIL" in text)
+
+
+@pytest.mark.jack
+def test_bench_answer_times_the_first_note_of_an_answer(jack_server, tmp_path):
+    import torch
+
+    from daemon.bench.answer import format_answer, run_answer
+    from musiclm import tokenizer as tk
+    from musiclm.export import export_model
+    from musiclm.model import MusicTransformer, MusicTransformerConfig
+
+    torch.manual_seed(0)
+    model = MusicTransformer(MusicTransformerConfig(max_len=64, n_layer=1, n_head=2, d_model=32, d_ff=64))
+    weights = export_model(model, tmp_path / "musiclm_maestro.pt", tk.PERFORMANCE_VOCAB)
+    r = run_answer("musiclm", f'weights = "{weights}", answer_cc = 20, silence_ms = 60000.0', n=2, period=256)
+    assert r["missed"] == 0 and r["first_note_ms"]["n"] == 2
+    assert 0 < r["first_note_ms"]["p50"] < 2000
+    assert "trigger -> first answered note" in format_answer(r)

@@ -156,6 +156,32 @@ def clock(period: int, rate: int, processor: str, bpm: float, bars: int, repeats
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_clocked(result))
 
 
+@bench.command()
+@server_options
+@click.option("--processor", "-p", "processor", metavar="NAME", required=True,
+              help="A processor that answers a control change with notes (e.g. musiclm).")
+@click.option("--options", "options", metavar="TOML", default="",
+              help='Its options, as inside a TOML inline table (musiclm: "answer_cc = 20, '
+                   'silence_ms = 60000.0").')
+@click.option("--trigger-cc", default=20, show_default=True, type=click.IntRange(0, 119))
+@click.option("-n", "--count", "n", default=20, show_default=True, type=click.IntRange(1))
+@json_option
+def answer(period: int, rate: int, processor: str, options: str, trigger_cc: int, n: int,
+           as_json: bool) -> None:
+    """From asking for an answer (a CC) to its first note, through JACK (target: 50 ms)."""
+    from daemon.bench.answer import format_answer, run_answer
+    from daemon.io.jack import jackd_available
+    from daemon.processor import ProcessorError, available
+
+    if not jackd_available():
+        raise click.ClickException("jackd is not installed (apt-get install jackd2)")
+    if processor not in available():
+        raise ProcessorError(f"no processor named {processor!r} (available: {', '.join(sorted(available()))})")
+    result = measure("genie bench answer", n, as_json, run_answer, processor=processor,
+                     options=options, trigger_cc=trigger_cc, n=n, period=period, rate=rate)
+    click.echo(json.dumps(_clean(result), indent=1) if as_json else format_answer(result))
+
+
 def measure(label: str, total: int, as_json: bool, fn, **kwargs) -> dict:
     """Run a benchmark function with a progress bar on stderr (none with --json); stdout stays
     the result's, and its RuntimeError becomes a one-line error."""
