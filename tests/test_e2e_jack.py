@@ -481,3 +481,9 @@ def test_a_lost_input_port_releases_what_it_was_holding(rig):
     rig.clients.remove(keyboard)
     keyboard.close()  # unplugged while the key is down
     assert listener.take(1, timeout_s=5) == [(NOTE_OFF, 61, 0)]  # noticed within about a second
+
+
+@jack
+def test_a_processor_that_hears_nothing_is_said_so(rig):
+    g = rig.genie(config_text('name = "thru"\ninputs = ["Launchkey*"]'))
+    assert wait_log(g, "hears nothing")

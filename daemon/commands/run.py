@@ -168,6 +168,24 @@ def _use_learned_midi_buttons(raw: dict) -> None:
                  port)
 
 
+def _say_deaf_processors(cfg: Config, core, inputs: list) -> None:
+    """A [[processor]] whose ``inputs`` match no source Genie has is accepted, and said so."""
+    import fnmatch
+
+    sources = [p.name for p in inputs]
+    if cfg.keyboard.enabled != "off":
+        sources += ["keyboard", "keyboard:device"]
+    if cfg.gamepad.enabled != "off":
+        sources += ["gamepad:device", "sdl:device"]
+    for slot in core.slots:
+        patterns = [i for i in slot.cfg.inputs if i not in slot.chain_from]
+        if slot.chain_from:
+            continue
+        if not any(fnmatch.fnmatchcase(src, pat) for pat in patterns for src in sources):
+            log.warning("processor %s hears nothing: its inputs %s match none of Genie's sources "
+                        "(%s)", slot.label, patterns, ", ".join(p.name for p in inputs) or "no ports")
+
+
 def _remote_terminal() -> bool:
     """stdin's terminal is an SSH session: typed on another keyboard than a local one."""
     return bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
@@ -337,6 +355,7 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         signal.signal(signal.SIGUSR1, lambda *_: engine.request_panic())
 
     inputs_ = _open_inputs(cfg, engine, evdev_fifo_dir)
+    _say_deaf_processors(cfg, core, inputs)
 
     from daemon import runtime
 
