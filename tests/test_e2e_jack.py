@@ -487,3 +487,22 @@ def test_a_lost_input_port_releases_what_it_was_holding(rig):
 def test_a_processor_that_hears_nothing_is_said_so(rig):
     g = rig.genie(config_text('name = "thru"\ninputs = ["Launchkey*"]'))
     assert wait_log(g, "hears nothing")
+
+
+@jack
+def test_a_take_a_crash_left_is_recovered_and_the_new_one_records(rig):
+    import json as _json
+
+    take = rig.tmp_path / "gig.mid"
+    journal = rig.tmp_path / "gig.mid.journal"
+    journal.write_bytes(_json.dumps({"genie_journal": 1, "start_ns": 0}).encode() + b"\n"
+                        + b'["in",5000000,"keys","903c64"]\n')
+    g = rig.genie(config_text(midi="echo_window_ms = 0"), "--record", str(take))
+    assert wait_log(g, "was recovered")
+    c = rig.client()
+    c.send((NOTE_ON, 60, 90))
+    c.take(1)
+    c.send((NOTE_OFF, 60, 0))
+    c.take(1)
+    assert g.stop() == 0
+    assert (rig.tmp_path / "gig-recovered.mid").is_file() and take.is_file() and not journal.exists()

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,8 +328,18 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     record_failed: list = []  # a take not saved whole: exit 1 (after the stack closed it)
     stack.callback(lambda: sys.exit(1) if record_failed else None)
     if cfg.record.path:
-        from daemon.io.recorder import Recorder, take_path
+        from daemon.io.recorder import Recorder, journal_path_for, recover, take_path
 
+        left = journal_path_for(cfg.record.path)
+        if left.is_file():  # a crash left a take behind (under systemd: restarted with the same path)
+            try:
+                stats = recover(left, take_path(Path(cfg.record.path).with_stem(
+                    Path(cfg.record.path).stem + "-recovered"), journal_free=False))
+                left.unlink()
+                log.warning("a recording a crash left behind was recovered (%d messages) before this one",
+                            stats.events)
+            except (OSError, ValueError) as exc:
+                log.error("a journal of an earlier take is in the way and could not be recovered: %s", exc)
         try:
             path = take_path(cfg.record.path, force=force)
             recorder = Recorder(path, cfg.record.flush_interval_s)
