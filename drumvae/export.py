@@ -291,7 +291,7 @@ test numbers measure new performances of familiar players, not unseen drummers.
   tanh(Dense(z)); input each step [previous step, z, style embedding ({args['style_dim']}), fill bit];
   heads hit (Bernoulli logits), velocity (sigmoid), offset (tanh). **{run['params']:,} parameters**.
 - Loss per window: sum over steps and classes of BCE(hit) + hit * ((velocity error)^2 + (offset
-  error)^2), + beta {args['beta']} * max(KL - {args['free_bits']:g} bits, 0) (GrooVAE's free bits and beta).
+  error)^2), + beta {args['beta']} * max(KL - {args['free_bits']:g} bits, 0) (MusicVAE's free bits and beta; GrooVAE used 48 free bits).
 - One model for every mode: each training window gets an input transform T drawn with
   probabilities {cfg['transform_p']} for reconstruction, humanize (hits only), tap2drum (the loudest
   hit of each step on one lane, with velocity and offset) and tap2drum with fixed velocity (timing
@@ -353,7 +353,7 @@ which the per-note errors above (velocity and timing MAE) and the by-position di
 ![humanize distributions](drumvae_humanize.png)
 
 Decode time of `drumvae.pt` (2 bars, batch 1, one thread, {bench['n']} runs, measured while
-training jobs ran on the same 2 cores): median {bench['p50']:.2f} ms, p99 {bench['p99']:.2f} ms
+other engineers' jobs ran on the same 2 cores): median {bench['p50']:.2f} ms, p99 {bench['p99']:.2f} ms
 (target <= {bench['target_ms']:.0f} ms).
 
 ## Limits
