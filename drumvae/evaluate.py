@@ -267,12 +267,12 @@ def format_report(r: dict) -> str:
     cls = [c.replace("closed hi-hat", "hh").replace("open hi-hat", "ohh").replace(" tom", "T") for c in r["classes"]]
     lines = [f"Drum VAE on GMD {r['split']}: {r['windows']} windows ({r['steps']} steps); model {r['model']['source']}"
              f" (step {r['model'].get('step')})", "",
-             f"{'':34} {'acc free':>8} {'acc TF':>7} {'F1':>6} {'vel MAE':>8} {'ms MAE':>7} {'KL bits':>8}"]
+             f"{'':44} {'acc free':>8} {'acc TF':>7} {'F1':>6} {'vel MAE':>8} {'ms MAE':>7} {'KL bits':>8}"]
 
     def row(name: str, m: dict) -> str:
         tf = m.get("step_acc_tf")
         kl = m.get("kl_bits")
-        return (f"{name:34} {m['step_acc_free']:8.3f} {'' if tf is None else f'{tf:.3f}':>7} {m['f1_micro']:6.3f} "
+        return (f"{name:44} {m['step_acc_free']:8.3f} {'' if tf is None else f'{tf:.3f}':>7} {m['f1_micro']:6.3f} "
                 f"{m['velocity_mae_midi']:8.2f} {m['timing_mae_ms']:7.2f} {'' if kl is None else f'{kl:.1f}':>8}")
 
     for name, m in r["modes"].items():
