@@ -305,8 +305,9 @@ class Engine:
             out.send(msg)
 
     def _housekeeping(self) -> None:
-        """Notice input ports that go away and connections into Genie's own input that do (every
-        0.1 s); log new drops (every second)."""
+        """Notice connections into Genie's own input that go away and the audio server going
+        (every 20 ms: a client may connect, play and quit within a tenth of a second), input
+        ports and connect targets that come and go, and log new drops (every second)."""
         last: dict[str, int] = {}
         external = [p for p in self.inputs if p.name != self.cfg.midi.input_port and p.is_open]
         own = [p for p in self.inputs if p.name == self.cfg.midi.input_port and p.api == "jack"]
@@ -328,9 +329,9 @@ class Engine:
         probe_port = watch.port_name if watch else None
         ticks, lost_at = 0, None
         nudge = self._open_nudge(own[0].name) if own else None
-        while not self._stopping.wait(0.1):
+        while not self._stopping.wait(0.02):
             ticks += 1
-            if nudge is not None and ticks % 5 == 0 and lost_at is None:
+            if nudge is not None and ticks % 25 == 0 and lost_at is None:
                 try:  # rtmidi's JACK input holds everything after a cut sysex until an F7
                     nudge.send_message([0xF7])
                 except Exception:  # noqa: BLE001 - a nudge that fails changes nothing
@@ -349,6 +350,8 @@ class Engine:
             if lost_at is not None:
                 from daemon.io.jack import ConnectionWatch, server_info
 
+                if ticks % 10:  # ask for the server five times a second
+                    continue
                 if server_info() is not None:
                     self._reopened.clear()
                     self._reopen.set()
@@ -376,7 +379,7 @@ class Engine:
                                     ", ".join(sorted(gone)), own[0].name)
                         self.source_lost(own[0].name)
                     linked = now_linked
-            if ticks % 10:
+            if ticks % 50:
                 continue
             if probe is not None:
                 names = set(probe.get_ports())
