@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -17,10 +16,7 @@ import click
 DEFAULT_RUN = Path("runs") / "drumvae" / "model"
 
 
-def _logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from modelkit.cli import setup_logging as _logging
 
 
 @click.command("drumvae")

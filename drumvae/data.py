@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from drumvae.kit import CLASS_NAMES, GM_OUTPUT_PITCHES, ROLAND_CLASSES, pitch_to_class  # noqa: F401 (re-exported)
+from modelkit.datasets import cache_dir, datasets_root  # noqa: F401 (re-exported)
+
 log = logging.getLogger("genie.drumvae.data")
 
 DATASET = "groove-midi-v1.0.0"
@@ -41,18 +44,7 @@ BARS = 2
 STEPS = STEPS_PER_BAR * BARS  # 32 steps per window
 SPLITS = ("train", "validation", "test")
 CACHE_VERSION = 1
-CLASS_NAMES = ("kick", "snare", "closed hi-hat", "open hi-hat", "low tom", "mid tom", "high tom",
-               "crash", "ride")
-# GrooVAE's training table (Magenta music_vae/data.py ROLAND_DRUM_PITCH_CLASSES): every pitch in GMD.
-ROLAND_CLASSES: tuple[tuple[int, ...], ...] = (
-    (36,), (38, 37, 40), (42, 22, 44), (46, 26), (43, 58), (47, 45), (50, 48), (49, 52, 55, 57), (51, 53, 59))
-# Output: one General MIDI pitch per class (channel 10); a user's kit passes its own.
-GM_OUTPUT_PITCHES: tuple[int, ...] = (36, 38, 42, 46, 45, 48, 50, 49, 51)
 SPLIT_RULE = "official file-level split of info.csv (column 'split'); 4-4 files only"
-
-
-def pitch_to_class(classes: tuple[tuple[int, ...], ...] = ROLAND_CLASSES) -> dict[int, int]:
-    return {p: c for c, pitches in enumerate(classes) for p in pitches}
 
 
 # ---- the grid ------------------------------------------------------------------------------
@@ -156,17 +148,8 @@ def write_midi(hits: np.ndarray, velocities: np.ndarray, offsets: np.ndarray, pa
 # ---- the dataset ---------------------------------------------------------------------------
 
 
-def datasets_root() -> Path:
-    """``$GENIE_DATASETS``, else ``shared/datasets`` beside the repository."""
-    env = os.environ.get("GENIE_DATASETS")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "genie" / "drumvae"
+    return cache_dir("drumvae")
 
 
 def primary_style(style: str) -> str:

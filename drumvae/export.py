@@ -22,6 +22,7 @@ evaluation (the artefact's state dict has the eager model's keys).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from drumvae import data
 from drumvae.model import TRANSFORM_NAMES, Decoder, DrumVAE, DrumVAEConfig, Encoder, transform
 from modelkit.configs import from_dict
 
+log = logging.getLogger("genie.drumvae.export")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_FILE = "drumvae.pt"
 META_FILE = "drumvae.json"
@@ -93,7 +95,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
 
     ckpt = load_checkpoint(checkpoint)
     extra = {"step": ckpt["step"], "wall_time_s": ckpt.get("wall_time_s"), "checkpoint": str(checkpoint)}
-    return export_model(model_from_checkpoint(ckpt), ckpt["meta"]["styles"], out_dir or WEIGHTS_DIR, extra)
+    out = Path(out_dir or WEIGHTS_DIR)
+    paths = export_model(model_from_checkpoint(ckpt), ckpt["meta"]["styles"], out, extra)
+    try:  # the live processor's groove bank: training beats' latent codes, by style
+        from drumvae import grooves
+
+        paths.append(grooves.write_bank(out, data.prepare()))
+    except FileNotFoundError as exc:
+        log.warning("no groove bank written (the processor then draws new grooves from the prior): %s", exc)
+    return paths
 
 
 def load_exported(weights_dir: str | Path | None = None) -> tuple[DrumVAE, dict]:
@@ -253,6 +263,9 @@ drums on 9 classes with human velocity and micro-timing.
   A pattern step is [9 hits, 9 velocities (MIDI/127), 9 offsets (half a 16th = 1, + = early)].
 - `drumvae.json`: model arguments, the style names (index = `style`), the 9 classes, GM output
   pitches {list(data.GM_OUTPUT_PITCHES)} (configurable), the transform ids, the step it was taken at.
+- `drumvae_grooves.json`: the groove bank of the live processor (`drumvae.grooves`): the latent
+  codes (z = mu) of up to 48 training beats per style, so "new groove" draws from the aggregate
+  posterior.
 - `drumvae_metrics.json`: every number below; `drumvae_loss.png`, `drumvae_f1.png`,
   `drumvae_humanize.png`, `drumvae_example.png`: plots.
 
@@ -369,5 +382,5 @@ other engineers' jobs ran on the same 2 cores): median {bench['p50']:.2f} ms, p9
 
 ## Licence
 
-{LICENCE}.
+Licence: {LICENCE}.
 """

@@ -1,15 +1,13 @@
 """Drum grids as pictures: 9 classes x 16th steps, velocity as shade, offset as a shift.
 
-    python -m drumvae.render PATTERN.mid --png grid.png [--bars 2]
-
-(``genie render`` would mount this through the ``genie.commands`` entry-point group, which belongs
-to the daemon's CLI; until it is added, run the module.)
+    genie render PATTERN.mid [--png grid.png] [--bars 2]
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import numpy as np
 
 from drumvae import data
@@ -62,19 +60,27 @@ def grid_of_file(path: str | Path, bars: int = 0) -> data.Grid:
     return data.to_grid(ticks[keep], pitches[keep], vels[keep], tpb, n_bars * data.STEPS_PER_BAR)
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("midi", type=Path)
-    ap.add_argument("--png", type=Path, required=True)
-    ap.add_argument("--bars", type=int, default=0, help="only the first N bars (0: all)")
-    args = ap.parse_args(argv)
-    g = grid_of_file(args.midi, args.bars)
-    if not render_png([(args.midi.name, g.hits, g.velocities, g.offsets)], args.png):
-        raise SystemExit("--png needs matplotlib")
-    print(f"wrote {args.png}")
+@click.command("render")
+@click.argument("pattern", metavar="PATTERN.mid", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--png", "png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The picture [default: PATTERN.png beside it; an existing file is never overwritten].")
+@click.option("--bars", type=click.IntRange(0), default=0, help="Only the first N bars (0: all).")
+def render_cmd(pattern: Path, png: Path | None, bars: int) -> None:
+    """Draw a drum performance (e.g. what genie play wrote from drumvae) as a grid: 9 classes x
+    16th steps, velocity as shade, micro-timing as a shift from the grid."""
+    if not pattern.is_file():
+        raise click.ClickException(f"{pattern}: no such file")
+    out = png or pattern.with_suffix(".png")
+    if out.exists():
+        raise click.ClickException(f"{out} exists; give another --png")
+    try:
+        g = grid_of_file(pattern, bars)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise click.ClickException(f"{pattern}: not a readable MIDI file ({exc})") from None
+    if not render_png([(pattern.name, g.hits, g.velocities, g.offsets)], out):
+        raise click.ClickException("drawing needs matplotlib (pip install matplotlib)")
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    render_cmd()
