@@ -31,6 +31,7 @@ from daemon.events import CLOCK, NOTE_ON, START, STOP, MidiEvent, is_note_on, no
 SERVER_NAME = "genie-bench-clock"
 PROBE_NAME = "genie-bench-daw"
 TARGET_MS = 0.5
+FLOOR_NOTE = (NOTE_ON, 60, 1)
 
 
 def _genie_config(workdir: Path, processor: str) -> Path:
@@ -114,19 +115,30 @@ def run_clocked(processor: str, bpm: float = 120.0, bars: int = 16, period: int 
         result["server"] = {"period_frames": info.buffer_frames if info else period,
                             "rate": info.sample_rate if info else rate, "realtime": realtime}
         config = _genie_config(Path(tmp), processor)
-        say(f"starting genie run with {processor} (clock = true)")
-        genie = GenieProcess([], config=str(config)).start()
-        stack.callback(genie.stop)
-        probe = PortClient(PROBE_NAME)  # plays into "Genie in", listens to "Genie out"
+        probe = PortClient(PROBE_NAME, target_in=None, target_out=None)
         stack.callback(probe.close)
         floor_client = PortClient(f"{PROBE_NAME}-floor", target_in=f"{PROBE_NAME} listen:listen",
                                   target_out=None)
         stack.callback(floor_client.close)
         lags, floor_lags, mismatched = [], [], 0
         for r in range(repeats):
-            say(f"run {r + 1} of {repeats}: {bars} bars at {bpm:g} BPM")
-            sent = play_clock(probe, bpm, bars, progress)
-            live = [(t, m) for t, m in _collect(probe) if is_note_on(m)]
+            # a fresh daemon each run: the offline replay starts from the same state
+            say(f"run {r + 1} of {repeats}: genie run with {processor}, {bars} bars at {bpm:g} BPM")
+            genie = GenieProcess([], config=str(config)).start()
+            from daemon.bench.latency import jack_connect
+            from daemon.io.jack import wait_connected
+
+            wires = [(f"{PROBE_NAME} play:play", "Genie in:Genie in"),
+                     ("Genie out:Genie out", f"{PROBE_NAME} listen:listen")]
+            for src, dst in wires:
+                jack_connect(src, dst)
+                wait_connected(src, dst)
+            _collect(probe, 0.3)  # what is left of the last run's floor
+            try:
+                sent = play_clock(probe, bpm, bars, progress)
+                live = [(t, m) for t, m in _collect(probe) if is_note_on(m) and m != FLOOR_NOTE]
+            finally:
+                genie.stop()
             due = due_times(config, sent)
             start = next(t for t, m in sent if m == (START,))
             skip = start + 60e9 / bpm / 4  # the Start's downbeat: placed at the first clock
@@ -138,7 +150,7 @@ def run_clocked(processor: str, bpm: float = 120.0, bars: int = 16, period: int 
             run_floor = []
             for d, _ in due:
                 _sleep_until(d + shift)
-                floor_client.send((NOTE_ON, 60, 1))
+                floor_client.send(FLOOR_NOTE)
                 run_floor.append(d + shift)
             arrivals = [t for t, m in _collect(probe, 0.5) if is_note_on(m)]
             floor_lags += [a - d for a, d in zip(arrivals, run_floor) if d - shift > skip]
