@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from modelkit.datasets import cache_dir as _cache_dir
+from modelkit.datasets import datasets_root
 from musiclm import tokenizer as tk
-from pianogenie.data import SPLIT_RULE, datasets_root, split_of
+from pianogenie.data import SPLIT_RULE, split_of  # the same split as Piano Genie
 
 JSB_DATASET = "jsb-chorales-czhuang"
 JSB_FILE = "Jsb16thSeparated.npz"
@@ -41,8 +43,7 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "genie" / "musiclm"
+    return _cache_dir("musiclm")
 
 
 # ---- JSB -------------------------------------------------------------------------------------
