@@ -8,8 +8,6 @@ inside the command functions, so listing commands stays cheap.
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 
 import click
@@ -17,10 +15,7 @@ import click
 RUNS = Path("runs") / "musiclm"
 
 
-def _logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from modelkit.cli import setup_logging as _logging
 
 
 @click.command("musiclm")

@@ -9,7 +9,7 @@ in windows of L+1 that step by L/2 tokens, and each window scores only tokens no
 scored, so every voice token is scored once with at least L/2 tokens of context (or all it has).
 
 **MAESTRO** (the ASAP subset, ``asap-maestro-subset``, CC BY-NC-SA 4.0): split by piece with the
-rule of its SOURCE.md, the same split as Piano Genie (``pianogenie.data.split_of``). Preparation
+rule of its SOURCE.md, the same split as Piano Genie (``modelkit.datasets.maestro_split``). Preparation
 reads every performance once (sustain folded into durations) into a cache. Training examples: a
 performance drawn in proportion to its notes, a random note to start from, the paper's
 augmentation (transposition -3..+3 semitones, time stretch 0.95..1.05), encoded and cropped to
@@ -33,7 +33,8 @@ import numpy as np
 from modelkit.datasets import cache_dir as _cache_dir
 from modelkit.datasets import datasets_root
 from musiclm import tokenizer as tk
-from pianogenie.data import SPLIT_RULE, split_of  # the same split as Piano Genie
+from modelkit.datasets import MAESTRO_SPLIT_RULE as SPLIT_RULE  # the same split as Piano Genie
+from modelkit.datasets import maestro_split as split_of
 
 JSB_DATASET = "jsb-chorales-czhuang"
 JSB_FILE = "Jsb16thSeparated.npz"

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from modelkit.datasets import MAESTRO_SPLIT_RULE as SPLIT_RULE  # noqa: F401 (re-exported)
 from modelkit.datasets import cache_dir, datasets_root
+from modelkit.datasets import maestro_split as split_of  # noqa: F401 (re-exported)
 
 NUM_KEYS = 88
 LOWEST_PITCH = 21  # A0 is key 0; C8 (108) is key 87
@@ -36,8 +38,6 @@ SEQ_LEN = 128
 SPLITS = ("train", "validation", "test")
 CACHE_VERSION = 1
 DATASET = "asap-maestro-subset"
-SPLIT_RULE = ('by piece: h = int(sha1(composer + "|" + title), 16) mod 10; '
-              "0 test, 1 validation, else train (the dataset's SOURCE.md)")
 
 
 # ---- the encoding --------------------------------------------------------------------------
@@ -96,11 +96,6 @@ def read_onsets(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- the split and the cache ---------------------------------------------------------------
-
-
-def split_of(composer: str, title: str) -> str:
-    h = int(hashlib.sha1(f"{composer}|{title}".encode()).hexdigest(), 16) % 10
-    return "test" if h == 0 else "validation" if h == 1 else "train"
 
 
 def default_cache_dir() -> Path:
