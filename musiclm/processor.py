@@ -79,7 +79,7 @@ class MusicLMProcessor(BaseProcessor):
         "temperature": 1.0,
         "top_p": 0.95,
         "polyphony": 8,  # notes sounding at once, at most
-        "lead_ms": 30.0,  # the answer starts this long after its trigger (time to sample the first notes)
+        "lead_ms": 20.0,  # the answer starts this long after its trigger (time to sample the first notes)
         "first_gap_ms": 20.0,  # ... and its first note comes at most this long after that
         "max_note_s": 4.0,  # a note held longer is ended
         "max_gap_s": 2.0,  # a longer pause in the playing is heard as this long

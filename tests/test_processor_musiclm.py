@@ -58,7 +58,7 @@ def test_it_answers_after_the_silence_and_leaves_nothing_sounding(weights):
     answer = answer_notes(sent)
     assert proc.answers == 1 and answer
     assert answer[0][0] >= last_release + 400 * MS  # after the silence ...
-    assert answer[0][0] <= last_release + (400 + 30 + 20 + 5) * MS  # ... and promptly (first gap cap)
+    assert answer[0][0] <= last_release + (400 + 20 + 20 + 5) * MS  # ... and promptly (first gap cap)
     assert proc.position > 20  # everything heard was fed to the model
     assert left_sounding(sent) == set()
 
