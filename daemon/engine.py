@@ -34,7 +34,7 @@ from daemon.config import Config
 from daemon.core import EngineCore
 from daemon.events import Event, MidiEvent, in_words, now_ns
 from daemon.inputqueue import InputQueue
-from daemon.io.midi import MidiInput, MidiOutput, PortError, burst_times, open_probe
+from daemon.io.midi import MidiInput, MidiOutput, PortError, burst_times, match_port, open_probe
 from daemon.workers import StressWorker, realtime_priority
 
 log = logging.getLogger("genie.engine")
@@ -75,6 +75,7 @@ class Engine:
         self._server_down = threading.Event()  # set by housekeeping when JACK went away
         self._reopen = threading.Event()  # set by housekeeping when it is back: reopen the ports
         self._reopened = threading.Event()
+        self._down_handled = False  # the engine thread has forgotten what went with the server
         self.exit_code = 0  # 1: the audio server did not come back in time
         self._to_reopen: list[MidiInput] = []  # inputs that came back (housekeeping -> engine)
         self._to_relink: list[str] = []  # outputs whose connect target came back
@@ -190,7 +191,7 @@ class Engine:
     def _while_server_down(self) -> None:
         """On the engine thread: forget what sounded (it went with the server), send nothing,
         and reopen the same ports when housekeeping says the server is back."""
-        if not getattr(self, "_down_handled", False):
+        if not self._down_handled:
             self._down_handled = True
             self.core.server_lost(now_ns())
             self.core.outbox.clear()
@@ -318,8 +319,6 @@ class Engine:
         dest_probe = open_probe(linked_outs[0].api, outputs=True) if linked_outs else None
         present: dict[tuple[str, str], bool] = {}  # (output, target) -> seen last time
         if dest_probe is not None:
-            from daemon.io.midi import match_port
-
             now_there = list(dest_probe.get_ports())
             for out in linked_outs:
                 for target in out.targets:
@@ -389,8 +388,6 @@ class Engine:
                     external.remove(port)
                     missing.append(port)
                     self.source_lost(port.name)
-                from daemon.io.midi import match_port
-
                 for port in [p for p in missing if match_port(p.pattern, list(names))]:
                     missing.remove(port)
                     with self._lock:
@@ -400,8 +397,6 @@ class Engine:
                     external.append(MidiInput.waiting(port.api, port.pattern, port.queue_limit))
                     external[-1].name = found  # watched under its real name once opened
             if dest_probe is not None:
-                from daemon.io.midi import match_port
-
                 dests = list(dest_probe.get_ports())
                 for out in linked_outs:
                     for target in out.targets:

@@ -33,3 +33,15 @@ def maestro_split(composer: str, title: str) -> str:
     """"train", "validation" or "test" for a piece."""
     h = int(hashlib.sha1(f"{composer}|{title}".encode()).hexdigest(), 16) % 10
     return "test" if h == 0 else "validation" if h == 1 else "train"
+
+
+def asap_cache(data_dir: Path, cache: Path, prefix: str) -> tuple[Path, Path, Path, str]:
+    """The ASAP subset's metadata file (FileNotFoundError, one line, when missing), the
+    (.npz, .json) cache of a package's prepared arrays keyed by the metadata file's hash, and
+    that hash."""
+    metadata = Path(data_dir) / "metadata.csv"
+    if not metadata.is_file():
+        raise FileNotFoundError(f"{metadata} not found (set GENIE_DATASETS or --data)")
+    fingerprint = hashlib.sha1(metadata.read_bytes()).hexdigest()[:12]
+    stem = Path(cache) / f"{prefix}-{fingerprint}"
+    return metadata, stem.with_suffix(".npz"), stem.with_suffix(".json"), fingerprint

@@ -22,7 +22,6 @@ Every batch is a pure function of (seed, step), so a run resumes exactly.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from modelkit.datasets import cache_dir as _cache_dir
-from modelkit.datasets import datasets_root
+from modelkit.datasets import asap_cache, datasets_root
 from musiclm import tokenizer as tk
 from modelkit.datasets import MAESTRO_SPLIT_RULE as SPLIT_RULE  # the same split as Piano Genie
 from modelkit.datasets import maestro_split as split_of
@@ -159,12 +158,7 @@ def prepare_maestro(data_dir: str | Path | None = None, cache_dir: str | Path | 
     the cache (keyed by the metadata file's hash)."""
     data_dir = Path(data_dir) if data_dir else datasets_root() / MAESTRO_DATASET
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    metadata = data_dir / "metadata.csv"
-    if not metadata.is_file():
-        raise FileNotFoundError(f"{metadata} not found (set GENIE_DATASETS or --data)")
-    fingerprint = hashlib.sha1(metadata.read_bytes()).hexdigest()[:12]
-    stem = cache_dir / f"asap-notes-v{CACHE_VERSION}-{fingerprint}"
-    npz, meta_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    metadata, npz, meta_path, fingerprint = asap_cache(data_dir, cache_dir, f"asap-notes-v{CACHE_VERSION}")
     if npz.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         z = np.load(npz)
@@ -199,7 +193,7 @@ def prepare_maestro(data_dir: str | Path | None = None, cache_dir: str | Path | 
                         np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64),
                         names, splits, meta)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_suffix(".tmp.npz")
+    tmp = npz.with_suffix(".tmp.npz")
     np.savez(tmp, start=perf.start, end=perf.end, pitch=perf.pitch, velocity=perf.velocity, offsets=perf.offsets)
     os.replace(tmp, npz)
     meta_path.write_text(json.dumps(meta, indent=1))

@@ -18,7 +18,6 @@ last (32 = 1.024 s or more; a piece's first note gets it too). A batch is a pure
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from modelkit.datasets import MAESTRO_SPLIT_RULE as SPLIT_RULE  # noqa: F401 (re-exported)
-from modelkit.datasets import cache_dir, datasets_root
+from modelkit.datasets import asap_cache, cache_dir, datasets_root
 from modelkit.datasets import maestro_split as split_of  # noqa: F401 (re-exported)
 
 NUM_KEYS = 88
@@ -136,12 +135,7 @@ def prepare(data_dir: Path | None = None, cache_dir: Path | None = None,
     """Read every MAESTRO performance of the ASAP subset once; later calls read the cache."""
     data_dir = Path(data_dir) if data_dir else datasets_root() / DATASET
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    metadata = data_dir / "metadata.csv"
-    if not metadata.is_file():
-        raise FileNotFoundError(f"{metadata} not found (set GENIE_DATASETS or --data)")
-    fingerprint = hashlib.sha1(metadata.read_bytes()).hexdigest()[:12]
-    stem = cache_dir / f"asap-v{CACHE_VERSION}-{fingerprint}"
-    npz, meta_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    metadata, npz, meta_path, fingerprint = asap_cache(data_dir, cache_dir, f"asap-v{CACHE_VERSION}")
     if npz.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         z = np.load(npz)
@@ -171,7 +165,7 @@ def prepare(data_dir: Path | None = None, cache_dir: Path | None = None,
     perf = Performances(np.concatenate(times), np.concatenate(keys),
                         np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), names, splits, meta)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_suffix(".tmp.npz")
+    tmp = npz.with_suffix(".tmp.npz")
     np.savez(tmp, times=perf.times, keys=perf.keys, offsets=perf.offsets)
     os.replace(tmp, npz)
     meta_path.write_text(json.dumps(meta, indent=1))

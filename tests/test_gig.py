@@ -423,7 +423,10 @@ def test_a_synth_started_after_genie_is_connected_when_it_appears(rig):
     from daemon.rigs.loopback import PortClient
 
     g = rig.genie(config_text('name = "thru"', midi="echo_window_ms = 0"), "-c", "gt-latesynth listen*")
-    assert "is not there yet" in g.log or time.sleep(0.5) or "is not there yet" in g.log
+    deadline = time.monotonic() + 3
+    while "is not there yet" not in g.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "is not there yet" in g.log
     player = rig.client(target_out=None)
     synth = PortClient("gt-latesynth", target_in=None, target_out=None)
     try:

@@ -176,9 +176,9 @@ def test_learned_midi_map_is_kept_beside_gamepad_maps(tmp_path, caplog):
 
 
 def test_a_learned_map_replaces_only_default_buttons():
-    cfg = parse_config({"processor": [{"name": "thru"},
-                                      {"name": "thru", "label": "set", "buttons": "white-keys"}]})
-    assert mb.use_learned(cfg.processors, CCS) == ["thru"]
+    raw = {"processor": [{"name": "thru"}, {"name": "thru", "label": "set", "buttons": "white-keys"}]}
+    assert mb.use_learned(raw["processor"], CCS) == ["thru"]  # the raw tables, before the check
+    cfg = parse_config(raw)
     assert cfg.processors[0].buttons == CCS and not mb.is_default(cfg.processors[0].buttons)
     assert cfg.processors[1].buttons == [60, 62, 64, 65, 67, 69, 71, 72]
 

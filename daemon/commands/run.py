@@ -149,18 +149,14 @@ def _use_learned_midi_buttons(raw: dict) -> None:
     """A map from ``genie learn --midi`` gives the [[processor]] tables that set no ``buttons``
     their buttons (configured ones win)."""
     from daemon.io.learn import load_learned_midi
-    from daemon.io.midi_buttons import to_names
+    from daemon.io.midi_buttons import to_names, use_learned
 
     learned = load_learned_midi()
     if learned is None:
         return
     port, controls = learned
     tables = raw.setdefault("processor", [{}])
-    changed = []
-    for i, t in enumerate(tables if isinstance(tables, list) else []):
-        if isinstance(t, dict) and "buttons" not in t:
-            t["buttons"] = list(controls)
-            changed.append(str(t.get("label") or t.get("name") or f"processor[{i}]"))
+    changed = use_learned(tables if isinstance(tables, list) else [], controls)
     if changed:
         log.info("buttons: the map learned on %r (%s) for %s", port,
                  " ".join(to_names(controls)), ", ".join(changed))

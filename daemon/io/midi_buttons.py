@@ -166,12 +166,12 @@ def to_names(buttons: Sequence[int | str]) -> list[str]:
     return [c if isinstance(c, str) else f"note:{c}" for c in buttons]
 
 
-def use_learned(processors: Sequence[Any], controls: Sequence[int | str]) -> list[str]:
-    """Give every processor whose ``buttons`` is the default the learned ``controls``; returns
-    the labels changed. An explicit ``buttons`` in the config wins over a learned map."""
+def use_learned(tables: list, controls: Sequence[int | str]) -> list[str]:
+    """Give every raw ``[[processor]]`` table that sets no ``buttons`` the learned ``controls``
+    (before the config is checked); returns the labels changed. Configured buttons win."""
     changed = []
-    for p in processors:
-        if is_default(p.buttons):
-            p.buttons = list(controls)
-            changed.append(p.label or p.name)
+    for i, t in enumerate(tables):
+        if isinstance(t, dict) and "buttons" not in t:
+            t["buttons"] = list(controls)
+            changed.append(str(t.get("label") or t.get("name") or f"processor[{i}]"))
     return changed
