@@ -207,7 +207,7 @@ class EngineCore:
         if not valid_message(msg):
             self.counters.add("dropped_malformed")
             return
-        if not self._releases_own_note(ev) and self.echo.is_echo(msg, now_ns):
+        if not self._releases_own_note(ev) and self.echo.is_echo(msg, now_ns, ev.time_ns):
             self.counters.add("dropped_echo")
             return
         if self.record:

@@ -11,6 +11,10 @@
   repeat one note that evenly that fast, nor does a sequencer (16ths at 250 BPM are 60 ms apart).
   Then that delay is learned: from then on an input that repeats an output sent that long ago is
   an echo, the loop is broken, and one log line says so and how to route around it.
+- Ages are taken from the input's arrival, not from when the engine gets to it: under a flood the
+  engine works through inputs that arrived before Genie sent their twin, and those are the flood,
+  not an echo. Each message Genie sent comes back once: an output matched as an echo is used up, so
+  a flood repeating one message is counted as the flood it is.
 """
 
 from __future__ import annotations
@@ -50,20 +54,28 @@ class EchoGuard:
         self._prune(now_ns)
         self._sent.append((now_ns, msg))
 
-    def is_echo(self, msg: tuple[int, ...], now_ns: int) -> bool:
-        """Whether the input ``msg`` arriving at ``now_ns`` is Genie's own output coming back."""
+    def is_echo(self, msg: tuple[int, ...], now_ns: int, arrived_ns: int | None = None) -> bool:
+        """Whether the input ``msg``, handled at ``now_ns`` and arrived at ``arrived_ns`` (default:
+        now), is Genie's own output coming back."""
         self._prune(now_ns)
+        arrived = now_ns if arrived_ns is None else arrived_ns
         latest = None
-        for t, m in reversed(self._sent):
-            if m == msg:
-                age = now_ns - t
-                if age <= self.window_ns:
-                    return True
-                if self.delay_ns is not None and abs(age - self.delay_ns) <= self.tolerance_ns:
-                    self.counters.add("dropped_echo_loop")
-                    return True
-                if latest is None:
-                    latest = age
+        for i in range(len(self._sent) - 1, -1, -1):
+            t, m = self._sent[i]
+            if m != msg:
+                continue
+            age = arrived - t
+            if age <= 0:  # sent after this input arrived: not its echo
+                continue
+            if age <= self.window_ns:
+                del self._sent[i]
+                return True
+            if self.delay_ns is not None and abs(age - self.delay_ns) <= self.tolerance_ns:
+                del self._sent[i]
+                self.counters.add("dropped_echo_loop")
+                return True
+            if latest is None:
+                latest = age
         if latest is None or latest > self.loop_max_ns:
             return False
         delay, count, _ = self._chains.get(msg, (latest, 0, now_ns))
@@ -74,6 +86,7 @@ class EchoGuard:
         if count < self.repeats:
             return False
         self.delay_ns = latest
+        self._sent = deque((t, m) for t, m in self._sent if not (m == msg and arrived - t == latest))
         self.counters.add("echo_loops_broken")
         log.warning("Genie's output comes back to its input %.1f ms later and was looping: from now "
                     "on Genie ignores what repeats its output that long after. Turn off MIDI thru "

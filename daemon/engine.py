@@ -347,21 +347,18 @@ class Engine:
                 self._server_down.set()
                 self._wake.set()
             if lost_at is not None:
-                from daemon.io.jack import ConnectionWatch, server_info
+                from daemon.io.jack import server_info
 
                 if ticks % 10:  # ask for the server five times a second
                     continue
-                if server_info() is not None:
-                    self._reopened.clear()
-                    self._reopen.set()
-                    self._reopened.wait(10)
-                    lost_at = None
-                    watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch", probe_port)
-                    self._watch = watch
+                if server_info() is not None and (back := self._come_back(probe_port)) is not None:
+                    watch, lost_at = back, None
                     nudge = self._open_nudge(own[0].name) if own else None
                     probe = open_probe((external or missing)[0].api) if external or missing else None
                     dest_probe = open_probe(linked_outs[0].api, outputs=True) if linked_outs else None
-                    linked = (watch.connections() or set()) if watch and own else set()
+                    linked = (watch.connections() or set()) if own else set()
+                elif self._stopping.is_set():
+                    break
                 elif time.monotonic() - lost_at > self.cfg.midi.server_wait_s:
                     log.error("the audio server did not come back in %g s: Genie stops (exit code "
                               "1, so a service manager starts it again)", self.cfg.midi.server_wait_s)
@@ -422,6 +419,31 @@ class Engine:
         if watch is not None:
             watch.close()
 
+    def _come_back(self, port: str):
+        """The server answers again: watch it first (so that it going away during the reopening
+        is heard), have the engine thread reopen the ports, then check they are on this server.
+        Returns the new watch, or None while the server is still (or again) away."""
+        from daemon.io.jack import ConnectionWatch
+
+        watch = ConnectionWatch.open(f"{self.cfg.midi.client_name} watch", port)
+        if watch is None:
+            return None
+        self._reopened.clear()
+        self._reopen.set()
+        while not self._reopened.wait(0.1) and not self._stopping.is_set():
+            pass
+        if watch.has_port():
+            self._watch = watch
+            return watch
+        log.warning("the audio server went away again while Genie reopened its ports; waiting for it")
+        if watch.server_alive:
+            watch.close()
+        else:
+            watch.abandon()
+        self._server_down.set()  # the ports just opened are on a server that is gone: forget them
+        self._wake.set()
+        return None
+
     def stop(self) -> None:
         """Stop: the engine thread sends the panic sequence, then ports and workers close."""
         self.request_stop()
@@ -432,7 +454,8 @@ class Engine:
         if self.stress:
             self.stress.stop()
         self.workers.stop()
-        if self._server_down.is_set():  # their server is gone: closing them would crash libjack
+        gone = self._watch is not None and self._watch.server_gone
+        if self._server_down.is_set() or gone:  # their server is gone: closing them crashes libjack
             for port in [*self.inputs, *self.outputs.values()]:
                 port.abandon()
         for port in self.inputs:

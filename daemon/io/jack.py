@@ -136,7 +136,11 @@ class CycleClock:
         self._client = None
 
     def cycle(self) -> tuple[int, int] | None:
-        """(ns since the current cycle began, cycle length in ns), or None when not credible."""
+        """(ns since the current cycle began, cycle length in ns), or None when not credible.
+
+        The start is the server's estimate: a few tens of microseconds ahead of now at times, so
+        the first may be negative (``ns_until`` takes it modulo the period); more than a period
+        ahead is not credible."""
         if self._client is None or self._lib.jack_get_cycle_times(
                 self._client, ctypes.byref(self._frames), ctypes.byref(self._start),
                 ctypes.byref(self._next), ctypes.byref(self._period)) != 0:
@@ -144,7 +148,10 @@ class CycleClock:
         period = (self._next.value - self._start.value) * 1000
         if not self.nominal_ns // 2 <= period <= 2 * self.nominal_ns:
             return None
-        return (self._lib.jack_get_time() - self._start.value) * 1000, period
+        since = (self._lib.jack_get_time() - self._start.value) * 1000
+        if since < -period:  # a start far ahead of now (seen on a busy dummy server: 252 ms)
+            return None
+        return since, period
 
     def ns_until(self, phases: tuple[float, ...]) -> int | None:
         """ns from now to the nearest coming point ``phases`` (0-1) of the way into a cycle."""
@@ -183,6 +190,15 @@ class ConnectionWatch:
     @property
     def server_alive(self) -> bool:
         return self._client is not None and not self._dead.is_set()
+
+    @property
+    def server_gone(self) -> bool:
+        """Its server shut down (stays true after the watch is closed or abandoned)."""
+        return self._dead.is_set()
+
+    def has_port(self) -> bool:
+        """The watched port is there on this watch's server."""
+        return self.server_alive and bool(self._lib.jack_port_by_name(self._client, self.port_name.encode()))
 
     _MESSAGE = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
     _route = None
