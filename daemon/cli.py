@@ -25,7 +25,30 @@ COMMANDS = {
     "learn": ("daemon.commands.learn", "learn"),
     "eval": ("daemon.commands.eval", "eval_"),
     "export": ("daemon.commands.export", "export"),
+    "service": ("daemon.commands.service", "service"),
 }
+
+
+def under_journald() -> bool:
+    """stderr goes to the journal (systemd sets $JOURNAL_STREAM to its device:inode)."""
+    import os
+
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return os.environ.get("JOURNAL_STREAM", "") == f"{st.st_dev}:{st.st_ino}"
+
+
+class JournaldFormatter(logging.Formatter):
+    """Lines with sd-daemon priority prefixes (``<3>`` error ... ``<7>`` debug)."""
+
+    PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
+                logging.DEBUG: 7}
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{self.PRIORITY.get(record.levelno, 6)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines() or [""])
 
 
 class UserError(Exception):
@@ -111,8 +134,13 @@ class State:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     """Genie: play neural MIDI instruments from 8 buttons or a keyboard, live, on virtual ports."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if under_journald():  # journald stamps the time; the prefix gives each line its priority
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JournaldFormatter("%(name)s: %(message)s"))
+        logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    else:
+        logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = State(config_path)
 
 

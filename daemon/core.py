@@ -140,27 +140,19 @@ class EngineCore:
     def __init__(self, cfg: Config, slots: list[Slot], counters: Counters | None = None,
                  record: Recorder | None = None, workers=None, host: HostRef | None = None,
                  send_ahead_ms: float | None = None) -> None:
-        self.cfg = cfg
-        self.slots = slots
         self.counters = counters or Counters()
         self.scheduler = Scheduler(self.counters)
         self.workers = workers if workers is not None else SteppedWorkers(self.counters)
-        self._by_label = {s.label: s for s in slots}
-        labels = set(self._by_label)
-        for s in slots:
-            s.chain_from = [x for x in chain_inputs(s.cfg, labels) if x != s.label]
-        self._chained = any(s.chain_from for s in slots)
         self._chain_pending: list[tuple[str, tuple[int, ...]]] = []
         self._warned_sysex = False
         self._chaining = False
-        if self._chained:
-            self.scheduler.tap = self._tap
+        self.host = host
         if host is not None:
             host.target = self
+        self._install(cfg, slots)
         self.record = record
         ahead = cfg.midi.send_ahead_ms if send_ahead_ms is None else send_ahead_ms
         self.send_ahead_ns = max(0, int(ahead * 1e6))  # the API decides when the config says -1
-        self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
         # an echo's delay jitters by up to one JACK period (twice the send-ahead) on its way back
         self.echo = EchoGuard(int(cfg.midi.echo_window_ms * 1e6), self.counters,
                               tolerance_ns=3_000_000 + 2 * self.send_ahead_ns)
@@ -169,13 +161,47 @@ class EngineCore:
         self._held_buttons: set[tuple[str, int]] = set()  # (source, button), for the panic combination
         self._combo_since: int | None = None  # when the panic combination was last completed
         self._combo_fired = False
-        self.panic_hold_ns = int(cfg.engine.panic_hold_ms * 1e6)
         self._later: list[tuple[int, int, Event]] = []
         self._seq = itertools.count()
         self.outbox: list[Sent] = []
+
+    def _install(self, cfg: Config, slots: list[Slot]) -> None:
+        """Play ``slots`` under ``cfg``'s engine settings (at start, and on a reload)."""
+        self.cfg = cfg
+        self.slots = slots
+        self._by_label = {s.label: s for s in slots}
+        labels = set(self._by_label)
+        for s in slots:
+            s.chain_from = [x for x in chain_inputs(s.cfg, labels) if x != s.label]
+        self._chained = any(s.chain_from for s in slots)
+        self.scheduler.tap = self._tap if self._chained else None
+        self.idle_interval_ns = int(cfg.engine.idle_interval_ms * 1e6)
+        self.panic_hold_ns = int(cfg.engine.panic_hold_ms * 1e6)
         if cfg.engine.switch == "program" or cfg.engine.switch_cc >= 0:  # one plays at a time
             for i, s in enumerate(slots):
                 s.active = i == 0
+
+    def reload(self, cfg: Config, slots: list[Slot], now_ns: int) -> None:
+        """The config was read again (SIGHUP): the old processors' notes end (they hear
+        ``Ending.RELOAD``) and they stop; ``slots``, already started and warm, take over. A clocked
+        processor of the same name keeps the DAW's position (its transport carries over)."""
+        old = {s.label: s for s in self.slots}
+        for slot in self.slots:
+            self._end_slot(slot, now_ns)
+            self._tell(slot, Ending.RELOAD)
+        for slot in self.slots:
+            try:
+                slot.proc.stop()
+            except Exception as exc:  # noqa: BLE001 - its notes have ended; the new ones play
+                log.error("processor %s failed to stop: %s", slot.label, exc)
+        for slot in slots:
+            was = old.get(slot.label)
+            if slot.transport is not None and was is not None and was.transport is not None \
+                    and (slot.cfg.beats_per_bar, slot.cfg.clock_lost_ms, slot.cfg.clock_offset_ms) == \
+                    (was.cfg.beats_per_bar, was.cfg.clock_lost_ms, was.cfg.clock_offset_ms):
+                slot.transport = was.transport
+        self._install(cfg, slots)
+        log.info("reloaded: %s", ", ".join(s.label for s in slots))
 
     # ---- input -------------------------------------------------------------------------------
 

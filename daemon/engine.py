@@ -81,6 +81,8 @@ class Engine:
         self._to_relink: list[str] = []  # outputs whose connect target came back
         self.drain_s = 0.05
         self._last_stamp_ns = 0
+        self.notifier = None  # a systemd Notifier: the engine thread's loop pings the watchdog
+        self._reload: tuple | None = None  # (config, slots) made by a reload, for the engine thread
 
     # ---- called from other threads -------------------------------------------------------------
 
@@ -98,6 +100,13 @@ class Engine:
 
     def request_panic(self) -> None:
         self._panic = True
+        self._wake.set()
+
+    def post_reload(self, cfg, slots) -> None:
+        """New processors, built and warmed by a reload on another thread, for the engine thread
+        to put in place of the old ones."""
+        with self._lock:
+            self._reload = (cfg, slots)
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -137,6 +146,8 @@ class Engine:
         self._send(core.clear_outputs())  # notes a crashed Genie left sounding end now
         try:
             while not self._stopping.is_set():
+                if self.notifier is not None:  # a stalled engine thread stops these: systemd restarts it
+                    self.notifier.watchdog()
                 if self._server_down.is_set():
                     self._while_server_down()
                     continue
@@ -154,6 +165,7 @@ class Engine:
                     lost, self._lost = self._lost, []
                     back, self._to_reopen = self._to_reopen, []
                     relink, self._to_relink = self._to_relink, []
+                    reload, self._reload = self._reload, None
                 for port in back:
                     self._reopen_input(port)
                 for name in relink:
@@ -165,6 +177,8 @@ class Engine:
                     core.feed(ev, now)
                 for source in lost:
                     core.source_lost(source, now)
+                if reload is not None:
+                    core.reload(*reload, now)
                 if self._panic:
                     self._panic = False
                     core.panic(now)

@@ -46,6 +46,7 @@ class Ending:
     ALL_NOTES_OFF = "all-notes-off"  # CC 120/123 from the DAW
     STOP = "stop"  # the daemon stops
     SERVER_LOST = "server-lost"  # the audio server (JACK) went away; Genie waits for it
+    RELOAD = "reload"  # the config was read again (SIGHUP): this processor is replaced
 
 
 @dataclass

@@ -115,6 +115,28 @@ def check_permissions() -> list[Finding]:
                     "add yourself to the audio group (rtprio in /etc/security/limits.d/audio.conf)")]
 
 
+def check_service(home: Path | None = None, root: Path = Path("/")) -> list[Finding]:
+    """The Genie units installed (``genie service install``) and whether what they run is there."""
+    from daemon import service
+
+    found = service.installed(home or Path.home(), root)
+    if not found:
+        return [Finding("ok", "no Genie service installed (genie service install sets one up)")]
+    out = []
+    for kind, unit in found.items():
+        program = service.exec_start(unit)
+        if program and os.access(program, os.X_OK):
+            out.append(Finding("ok", f"{kind} service {unit} runs {program}"))
+        else:
+            out.append(Finding("fail", f"{kind} service {unit} runs {program}, which is not there",
+                               f"genie service install --{kind} --force (from the genie to run)"))
+        text = unit.read_text(errors="replace")
+        if "Type=notify" not in text or "WatchdogSec=" not in text:
+            out.append(Finding("warn", f"{unit} is an older unit: no readiness or watchdog",
+                               f"genie service install --{kind} --force"))
+    return out
+
+
 def check_gamepads(listen_s: float = 1.0) -> list[Finding]:
     """Game controllers found, their layout and observed report rate; permission problems."""
     from daemon.io.gamepad import probe_controllers
@@ -143,8 +165,8 @@ def doctor(state) -> None:
     except Exception as exc:  # doctor reports a bad config instead of stopping at it
         findings.append(Finding("fail", f"{exc}", "fix the config file"))
         api, keyboard = "auto", KeyboardConfig()
-    findings += (check_midi(api) + check_processors() + check_permissions() + check_gamepads()
-                 + check_keyboards(keyboard))
+    findings += (check_midi(api) + check_processors() + check_permissions() + check_service()
+                 + check_gamepads() + check_keyboards(keyboard))
     marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
     for f in findings:
         click.echo(f"[{marks[f.level]}] {f.what}")

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 from dataclasses import dataclass
@@ -94,11 +95,12 @@ def raw_overrides(processor: str | None, inputs: tuple[str, ...], output: str | 
 def run(state, processor, inputs, output, api, connect, record, force, keyboard, headless,
         stress_worker, evdev_fifo_dir) -> None:
     """Run the daemon: read buttons and notes, play the processors' notes on virtual ports."""
-    cfg = state.config_with(raw_overrides(processor, inputs, output, api, connect, record,
-                                          keyboard, stress_worker))
+    overrides = raw_overrides(processor, inputs, output, api, connect, record, keyboard, stress_worker)
+    cfg = state.config_with(overrides)
     with ExitStack() as stack:
         api_name = _pick_api(cfg, headless, stack)
-        _run(cfg, api_name, stack, evdev_fifo_dir, force)
+        _run(cfg, api_name, stack, evdev_fifo_dir, force,
+             reread=lambda: state.config_with(overrides))
 
 
 def _pick_api(cfg: Config, headless: bool, stack: ExitStack) -> str:
@@ -289,10 +291,41 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
     return out
 
 
+def _differs_in_ports(old: Config, new: Config) -> str:
+    """What a reload cannot change without closing the ports (empty when nothing)."""
+    if old.outputs() != new.outputs():
+        return f"the output ports ({', '.join(old.outputs())} -> {', '.join(new.outputs())})"
+    if old.midi != new.midi:
+        return "the [midi] settings"
+    return ""
+
+
+def _reload(current: list[Config], reread, engine, core) -> None:
+    """SIGHUP, on a thread of its own: read the config again, start and warm the new processors
+    while the old ones play on, then hand them to the engine thread. Any error keeps the running
+    setup and is one log line."""
+    from daemon.config import ConfigError
+    from daemon.processor import ProcessorError
+    from daemon.session import build_slots
+
+    try:
+        new = reread()
+        why = _differs_in_ports(current[0], new)
+        if why:
+            raise ConfigError(f"{why} changed: a reload keeps the ports open; restart Genie for that")
+        slots = build_slots(new, host=core.host)
+    except (ConfigError, ProcessorError, OSError, ValueError) as exc:
+        log.error("reload refused: %s; Genie plays on as it was", exc)
+        return
+    current[0] = new
+    engine.post_reload(new, slots)
+
+
 def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = None,
-         force: bool = False) -> None:
+         force: bool = False, reread=None) -> None:
     from daemon.engine import Engine
     from daemon.events import Counters
+    from daemon.sdnotify import Notifier
     from daemon.session import build_core
     from daemon.workers import ThreadedWorkers
 
@@ -356,10 +389,27 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         raise UserError(f"control file: {exc}") from None
     stack.callback(lambda: pidfile.unlink(missing_ok=True))
 
+    notifier = Notifier()
+    engine.notifier = notifier
+    stack.callback(notifier.close)
     signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())
     signal.signal(signal.SIGINT, lambda *_: engine.request_stop())
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, lambda *_: engine.request_panic())
+    if hasattr(signal, "SIGHUP") and reread is not None:
+        current, one_at_a_time = [cfg], threading.Lock()
+
+        def reload_now() -> None:
+            with one_at_a_time:
+                _reload(current, reread, engine, core)
+                notifier.ready()
+
+        def on_hup(*_) -> None:
+            log.info("reloading the configuration and the models (SIGHUP)")
+            notifier.reloading()
+            threading.Thread(target=reload_now, name="genie-reload", daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
 
     inputs_ = _open_inputs(cfg, engine, evdev_fifo_dir)
     _say_deaf_processors(cfg, core, inputs)
@@ -374,9 +424,11 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
              ", ".join(p.name for p in inputs) or "keyboard",
              ", ".join(s.label for s in core.slots), ", ".join(outputs), api, send_ahead_ms)
+    notifier.ready(f"playing {', '.join(s.label for s in core.slots)} on {', '.join(outputs)}")
     try:
         engine.wait()
     finally:
+        notifier.stopping()
         inputs_.stop()  # posts the releases of held buttons while the engine still runs
         engine.stop()  # the engine thread sends note-offs, sustain off, all-notes-off first
         counters = engine.counters.values

@@ -51,7 +51,7 @@ class GamepadUnavailable(Exception):
 
 
 PERMISSION_HINT = ("add yourself to the input group (sudo usermod -aG input $USER, then log in "
-                   "again) or install systemd/99-genie-input.rules")
+                   "again) or run genie service install (it writes the udev rule)")
 
 
 def evdev_available() -> str | None:
