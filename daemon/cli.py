@@ -26,6 +26,7 @@ COMMANDS = {
     "eval": ("daemon.commands.eval", "eval_"),
     "export": ("daemon.commands.export", "export"),
     "service": ("daemon.commands.service", "service"),
+    "monitor": ("daemon.commands.monitor", "monitor"),
 }
 
 

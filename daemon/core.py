@@ -181,6 +181,21 @@ class EngineCore:
             for i, s in enumerate(slots):
                 s.active = i == 0
 
+    def monitor_state(self) -> dict:
+        """What ``genie monitor`` shows of the core (built on the engine thread, small)."""
+        state = {"processors": [s.label for s in self.slots],
+                 "playing": [s.label for s in self.slots if s.active],
+                 "held": sorted({button for _, button in self._held_buttons}),
+                 "sounding": len(self.scheduler.ledger.held),
+                 "counters": dict(self.counters.values)}
+        clocks = {}
+        for s in self.slots:
+            if s.transport is not None:
+                clocks[s.label] = s.transport.describe()
+        if clocks:
+            state["transport"] = clocks
+        return state
+
     def reload(self, cfg: Config, slots: list[Slot], now_ns: int) -> None:
         """The config was read again (SIGHUP): the old processors' notes end (they hear
         ``Ending.RELOAD``) and they stop; ``slots``, already started and warm, take over. A clocked

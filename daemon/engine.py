@@ -82,6 +82,8 @@ class Engine:
         self.drain_s = 0.05
         self._last_stamp_ns = 0
         self.notifier = None  # a systemd Notifier: the engine thread's loop pings the watchdog
+        self.monitor = None  # a MonitorFeed for `genie monitor` (records only while one watches)
+        self._sends = 0
         self._reload: tuple | None = None  # (config, slots) made by a reload, for the engine thread
 
     # ---- called from other threads -------------------------------------------------------------
@@ -173,6 +175,7 @@ class Engine:
                         done = self.outputs[name].relink()
                         log.info("%s connected to %s", name, ", ".join(done) or "nothing")
                 now = max(now_ns(), self._last_stamp_ns)
+                sends_before = self._sends
                 for ev in events:
                     core.feed(ev, now)
                 for source in lost:
@@ -185,6 +188,12 @@ class Engine:
                 # Send what the events just made before idle work (a model refreshing its next
                 # distributions) can delay it; then idle, then what became due meanwhile.
                 self._send(core.due(now_ns()))
+                mon = self.monitor
+                if mon is not None and mon.active:
+                    if events and self._sends > sends_before:  # input to what it made, this pass
+                        mon.latency(now_ns() - min(ev.time_ns for ev in events))
+                    if mon.wants_state(now):
+                        mon.state(core.monitor_state())
                 self._send(core.tick(now_ns()))
                 if len(self.queue):
                     continue
@@ -312,12 +321,16 @@ class Engine:
     def _send(self, sent: Iterable[tuple[str, tuple[int, ...]]]) -> None:
         if self._server_down.is_set():
             return
+        mon = self.monitor if self.monitor is not None and self.monitor.active else None
         for port, msg in sent:
             out = self.outputs.get(port)
             if out is None:
                 self.counters.add("dropped_unknown_port")
                 continue
             out.send(msg)
+            self._sends += 1
+            if mon is not None:
+                mon.sent(now_ns(), port, msg)
 
     def _housekeeping(self) -> None:
         """Notice connections into Genie's own input that go away and the audio server going

@@ -76,6 +76,14 @@ class Transport:
     def ticks_per_bar(self) -> int:
         return TICKS_PER_BEAT * self.beats_per_bar
 
+    def describe(self) -> dict:
+        """For ``genie monitor``: running, lost, tempo, bar and beat (1-based)."""
+        bpm = self.tempo_bpm
+        per_bar = self.ticks_per_bar
+        per_beat = per_bar // self.beats_per_bar
+        return {"running": self.running, "lost": self.lost, "bpm": round(bpm, 1) if bpm else None,
+                "bar": self.next_tick // per_bar + 1, "beat": (self.next_tick % per_bar) // per_beat + 1}
+
     def time_of(self, tick: float) -> int | None:
         """When clock ``tick`` falls (or fell), from the last clock and the tempo estimate, plus the
         offset; None while the position or the tempo is unknown."""

@@ -389,6 +389,17 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         raise UserError(f"control file: {exc}") from None
     stack.callback(lambda: pidfile.unlink(missing_ok=True))
 
+    from daemon.monitor import MonitorFeed, socket_path
+
+    try:  # what `genie monitor` reads
+        feed = MonitorFeed(socket_path(cfg.midi.client_name, make=True))
+        feed.start()
+    except (ControlError, OSError) as exc:
+        log.warning("genie monitor cannot watch this daemon: %s", exc)
+    else:
+        engine.monitor = feed
+        stack.callback(feed.close)
+
     notifier = Notifier()
     engine.notifier = notifier
     stack.callback(notifier.close)
