@@ -286,6 +286,8 @@ def render_card(result: dict, runs: str | Path) -> str:
         "",
         "## Licence",
         "",
+        "Licence: CC BY-NC-SA 4.0 (the weights, trained on MAESTRO via ASAP); the code is MIT.",
+        "",
         "- `musiclm_maestro.pt` and the `maestro-relative` checkpoint: **CC BY-NC-SA 4.0** (non-commercial,"
         " share-alike), the licence of the data they were trained on: ASAP dataset (Foscarin et al., ISMIR"
         " 2020), CC BY-NC-SA 4.0; performances from the MAESTRO dataset (Hawthorne et al., ICLR 2019,"

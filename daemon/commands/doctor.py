@@ -68,6 +68,15 @@ def check_midi(api_setting: str) -> list[Finding]:
     return out
 
 
+MODEL_SUFFIXES = (".pt", ".onnx", ".json", ".npz")
+
+
+def is_model_file(path: Path) -> bool:
+    """What a processor loads: weights and their settings; not cards, plots or metrics."""
+    return (path.is_file() and path.suffix in MODEL_SUFFIXES
+            and not path.stem.endswith(("_metrics", "_history")))
+
+
 def check_processors() -> list[Finding]:
     out = []
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -84,7 +93,7 @@ def check_processors() -> list[Finding]:
         if not weights.is_dir():
             out.append(Finding("ok", f"processor {ep.name}: no model files"))
             continue
-        artefacts = [p for p in sorted(weights.iterdir()) if p.suffix not in (".md",) and p.is_file()]
+        artefacts = [p for p in sorted(weights.iterdir()) if is_model_file(p)]
         mine = [p for p in artefacts if p.name.startswith(ep.name)]
         cards = model_cards(weights.parent, ep.name)
         if not mine:
