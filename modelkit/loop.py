@@ -46,6 +46,7 @@ class LoopConfig:
     log_every: int = 50
     threads: int = 1  # torch intra-op threads per process
     max_minutes: float = 0.0  # stop (after a checkpoint) when this much time has passed; 0 = no limit
+    best_on: str = "loss"  # the validation measure (lower is better) that chooses best.pt
 
 
 class Task(Protocol):
@@ -65,7 +66,10 @@ class Task(Protocol):
 
     def loss(self, net: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
-    def validate(self, model: nn.Module) -> dict[str, float]: ...  # must hold "loss" (lower is better)
+    def validate(self, model: nn.Module) -> dict[str, float]: ...  # holds LoopConfig.best_on (lower: better)
+
+    # optional: ``plot_series`` (training keys drawn in loss.png, default ("loss",)) and
+    # ``plot_ylabel``
 
 
 def learning_rate(cfg: LoopConfig, step: int) -> float:
@@ -208,8 +212,8 @@ def train_loop(task: Task, cfg: LoopConfig, progress: bool | None = None) -> dic
             history.append({"step": step, **{f"val_{k}": v for k, v in val.items()}})
             if rank == 0:
                 log.info("step %d | validation %s", step, " ".join(f"{k} {v:.4f}" for k, v in val.items()))
-            if val["loss"] < best_val:
-                best_val = val["loss"]
+            if val[cfg.best_on] < best_val:
+                best_val = val[cfg.best_on]
                 if rank == 0:
                     save_atomic({"model": weights(), "model_args": task.model_args(), "step": step, "val": val,
                                  "config": task.config(), "meta": task.meta(), "wall_time_s": wall_s},
@@ -217,7 +221,9 @@ def train_loop(task: Task, cfg: LoopConfig, progress: bool | None = None) -> dic
         if step % cfg.ckpt_every == 0 or step == cfg.steps or out_of_time:
             last = checkpoint()
             if rank == 0:
-                plot_history(history, out / "loss.png", f"{task.label}: {step} steps")
+                plot_history(history, out / "loss.png", f"{task.label}: {step} steps",
+                             series=getattr(task, "plot_series", ("loss",)),
+                             ylabel=getattr(task, "plot_ylabel", "loss"))
                 (out / "history.json").write_text(json.dumps(history))
         if out_of_time:
             break

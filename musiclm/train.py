@@ -55,7 +55,7 @@ class TrainConfig:
     cache_dir: str = ""  # "" = $XDG_CACHE_HOME/genie/musiclm
 
     def loop(self) -> LoopConfig:
-        keys = set(LoopConfig.__dataclass_fields__)
+        keys = set(LoopConfig.__dataclass_fields__) & set(type(self).__dataclass_fields__)
         return LoopConfig(**{k: getattr(self, k) for k in keys})
 
 

@@ -218,7 +218,7 @@ def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | 
                       "baseline_val": [(h["step"], h["val_ce"]) for h in base_latest["history"] if "val_ce" in h],
                       "model_val": [(h["step"], h["val_ce"]) for h in latest["history"] if "val_ce" in h],
                       "model_last_train": next((h for h in reversed(latest["history"]) if "range" in h), {}),
-                      "data": latest.get("data", {}), "config": latest["config"],
+                      "data": latest.get("meta", {}).get("counts") or latest.get("data", {}), "config": latest["config"],
                       "model_args": latest["model_args"], "torch": latest.get("torch", "")}
     (out / "pianogenie_metrics.json").write_text(json.dumps(result, indent=1))
     (out / "pianogenie.md").write_text(model_card(result))
