@@ -143,9 +143,7 @@ def test_a_daw_echoing_genie_out_27_ms_later_does_not_loop(rig):
     assert 1 <= len(ons) <= 8, len(ons)  # the loop was broken within a few rounds ...
     assert not [t for t in ons if t > ons[0] + 300 * MS]  # ... and stayed broken
     assert sounding_after([m for _, m in heard]) == set(), (heard, g.log)
-    deadline = time.monotonic() + 3
-    while "comes back to its input" not in g.log and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_log(g, "comes back to its input", 3)
     assert "comes back to its input" in g.log
 
 
@@ -286,6 +284,26 @@ def own_server(tmp_path_factory):
         server.stop()
 
 
+def _genie_on_own_server(tmp_path):
+    """``genie run`` (thru) on the test's own server, waiting 30 s for it when it goes away."""
+    from daemon.rigs.loopback import GenieProcess
+
+    cfg = tmp_path / "genie.toml"
+    cfg.write_text('[midi]\napi = "jack"\necho_window_ms = 0\nserver_wait_s = 30.0\n'
+                   '[keyboard]\nenabled = "off"\n[[processor]]\nname = "thru"\n')
+    env = {"XDG_RUNTIME_DIR": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    return GenieProcess([], env=env, config=str(cfg)).start()
+
+
+def _wait_log(g, text: str, seconds: float = 5.0) -> None:
+    """Until the daemon's log says ``text`` (or the time is up; the caller asserts)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while text not in g.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _start_and_ping(server) -> None:
     server.start()
     for _ in range(3):
@@ -299,13 +317,9 @@ def _start_and_ping(server) -> None:
 def test_genie_comes_back_with_its_ports_when_the_server_returns(own_server, tmp_path):
     import time
 
-    from daemon.rigs.loopback import GenieProcess, PortClient
+    from daemon.rigs.loopback import PortClient
 
-    cfg = tmp_path / "genie.toml"
-    cfg.write_text('[midi]\napi = "jack"\necho_window_ms = 0\nserver_wait_s = 30.0\n'
-                   '[keyboard]\nenabled = "off"\n[[processor]]\nname = "thru"\n')
-    env = {"XDG_RUNTIME_DIR": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
-    g = GenieProcess([], env=env, config=str(cfg)).start()
+    g = _genie_on_own_server(tmp_path)
     try:
         c = PortClient("gt-dies")
         c.send((NOTE_ON, 60, 100))
@@ -315,9 +329,7 @@ def test_genie_comes_back_with_its_ports_when_the_server_returns(own_server, tmp
         time.sleep(1.0)
         assert g.proc.poll() is None  # Genie lives on, waiting
         _start_and_ping(own_server)
-        deadline = time.monotonic() + 10
-        while "the audio server is back" not in g.log and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_log(g, "the audio server is back", 10)
         assert "went away" in g.log and "the audio server is back" in g.log
         c = PortClient("gt-dies2")  # the same port names, found again
         c.send((NOTE_ON, 62, 100))
@@ -364,9 +376,7 @@ def test_an_input_port_that_leaves_and_returns_is_read_again(rig):
     keys.close()  # unplugged with the key down
     assert listen.take(1, 3.0) == [(NOTE_OFF, 60, 0)]
     keys = PortClient("gt-usbkeys", target_in=None, target_out=None)  # plugged in again
-    deadline = time.monotonic() + 5
-    while "is there: reading it" not in g.log and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_log(g, "is there: reading it", 5)
     time.sleep(0.3)
     keys.send((NOTE_ON, 62, 100))
     assert listen.take(1, 3.0) == [(NOTE_ON, 62, 100)]
@@ -394,9 +404,7 @@ def test_a_connected_synth_that_restarts_is_connected_again(rig):
     synth.close()  # the synth crashes ...
     time.sleep(1.5)
     synth = PortClient("gt-synth", target_in=None, target_out=None)  # ... and is started again
-    deadline = time.monotonic() + 5
-    while "Genie out connected to" not in g.log and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_log(g, "Genie out connected to", 5)
     assert "Genie out connected to" in g.log
     time.sleep(0.3)
     player.send((NOTE_ON, 64, 100))
@@ -423,16 +431,12 @@ def test_a_synth_started_after_genie_is_connected_when_it_appears(rig):
     from daemon.rigs.loopback import PortClient
 
     g = rig.genie(config_text('name = "thru"', midi="echo_window_ms = 0"), "-c", "gt-latesynth listen*")
-    deadline = time.monotonic() + 3
-    while "is not there yet" not in g.log and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_log(g, "is not there yet", 3)
     assert "is not there yet" in g.log
     player = rig.client(target_out=None)
     synth = PortClient("gt-latesynth", target_in=None, target_out=None)
     try:
-        deadline = time.monotonic() + 5
-        while "Genie out connected to" not in g.log and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_log(g, "Genie out connected to", 5)
         assert "Genie out connected to" in g.log
         time.sleep(0.3)
         player.send((NOTE_ON, 65, 100))
@@ -448,13 +452,9 @@ def test_genie_lives_through_a_server_that_flaps(own_server, tmp_path):
     PipeWire): Genie must notice every time, never hang or crash, and play once it stays."""
     import time
 
-    from daemon.rigs.loopback import GenieProcess, PortClient
+    from daemon.rigs.loopback import PortClient
 
-    cfg = tmp_path / "genie.toml"
-    cfg.write_text('[midi]\napi = "jack"\necho_window_ms = 0\nserver_wait_s = 30.0\n'
-                   '[keyboard]\nenabled = "off"\n[[processor]]\nname = "thru"\n')
-    env = {"XDG_RUNTIME_DIR": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
-    g = GenieProcess([], env=env, config=str(cfg)).start()
+    g = _genie_on_own_server(tmp_path)
     try:
         for up_s in (0.29, 0.65, 0.44, 0.72, 0.75, 0.08, 0.02, 1.0, 0.31, 0.5, 0.1, 0.9):
             own_server.stop()  # gone for half a second, back for up_s
