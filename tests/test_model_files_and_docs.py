@@ -15,3 +15,17 @@ def test_doctor_lists_only_model_files_and_every_shipped_card_states_a_licence(t
                          ("x_loss.png", False), ("x.md", False)):
         (tmp_path / fname).write_text("{}")
         assert is_model_file(tmp_path / fname) is model, fname
+
+
+def test_the_readme_documents_every_option_of_every_shipped_processor():
+    import re
+    from pathlib import Path
+
+    from daemon.processor import load
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = readme.split("## Processor options", 1)[1].split("\n## ", 1)[0]
+    for name in ("pianogenie", "markov", "drumvae", "musiclm"):
+        table = section.split(f"`{name}`:", 1)[1].split("\n\n`", 1)[0]
+        documented = set(re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE))
+        assert documented == set(load(name).defaults), name
