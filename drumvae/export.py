@@ -89,18 +89,19 @@ def export_model(model: DrumVAE, styles: list[str], out_dir: str | Path, extra: 
     return [out / MODEL_FILE, out / META_FILE]
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None,
+                      windows: data.Windows | None = None) -> list[Path]:
     from modelkit.checkpoints import load_checkpoint
     from drumvae.train import model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    extra = {"step": ckpt["step"], "wall_time_s": ckpt.get("wall_time_s"), "checkpoint": str(checkpoint)}
+    extra = {"step": ckpt["step"], "wall_time_s": ckpt.get("wall_time_s"), "checkpoint": Path(checkpoint).name}
     out = Path(out_dir or WEIGHTS_DIR)
     paths = export_model(model_from_checkpoint(ckpt), ckpt["meta"]["styles"], out, extra)
     try:  # the live processor's groove bank: training beats' latent codes, by style
         from drumvae import grooves
 
-        paths.append(grooves.write_bank(out, data.prepare()))
+        paths.append(grooves.write_bank(out, windows if windows is not None else data.prepare()))
     except FileNotFoundError as exc:
         log.warning("no groove bank written (the processor then draws new grooves from the prior): %s", exc)
     return paths
@@ -163,8 +164,7 @@ def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "b
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else WEIGHTS_DIR
     ckpt = load_checkpoint(run_dir / which)
-    export_model(model_from_checkpoint(ckpt), ckpt["meta"]["styles"], out,
-                 {"step": ckpt["step"], "wall_time_s": ckpt.get("wall_time_s"), "checkpoint": which})
+    export_checkpoint(run_dir / which, out, windows)  # the artefact and the groove bank made with it
     result = evaluate.run(out, windows=windows, limit=limit, plots=out)
     plot_example(load_exported(out)[0], windows if windows is not None else data.prepare(), out / "drumvae_example.png")
     latest = load_checkpoint(run_dir / "ckpt.pt")
@@ -272,7 +272,7 @@ drums on 9 classes with human velocity and micro-timing.
 Made by (from the repository root):
 
 ```sh
-genie train drumvae --out runs/drumvae/model --threads 1 --steps {loop['steps']} --max-minutes 112 --ckpt-every {loop['ckpt_every']}
+genie train drumvae --out runs/drumvae/model --threads 1 --steps {loop['steps']} --ckpt-every {loop['ckpt_every']}{' --max-minutes ' + format(loop['max_minutes'], 'g') if loop.get('max_minutes') else ''}
 genie export drumvae --checkpoint runs/drumvae/model/{run['checkpoint']} --card{' --note "..."' if run.get('note') else ''}
 genie eval drumvae            # evaluates this shipped artefact
 genie bench drumvae           # decode timing

@@ -158,8 +158,10 @@ def test_ship_writes_weights_metrics_and_card(tmp_path):
     out = tmp_path / "weights"
     r = export.ship(tmp_path / "run", out, windows=w)
     for name in ("drumvae.pt", "drumvae.json", "drumvae.md", "drumvae_metrics.json", "drumvae_loss.png",
-                 "drumvae_f1.png", "drumvae_example.png"):
+                 "drumvae_f1.png", "drumvae_example.png", "drumvae_grooves.json"):
         assert (out / name).is_file(), name
+    bank = json.loads((out / "drumvae_grooves.json").read_text())["z"]  # made with the shipped encoder
+    assert {len(z) for style in bank.values() for z in style} == {_tiny_cfg(tmp_path, 20).model.z_dim}
     metrics = json.loads((out / "drumvae_metrics.json").read_text())  # strict JSON (no NaN)
     assert set(metrics["modes"]) == {"reconstruction", "humanize", "humanize, hits decoded", "tap2drum",
                                      "tap2drum-fixed-velocity"}
