@@ -182,6 +182,25 @@ def answer(period: int, rate: int, processor: str, options: str, trigger_cc: int
     click.echo(json.dumps(_clean(result), indent=1) if as_json else format_answer(result))
 
 
+@bench.command()
+@click.option("--period", default=256, show_default=True, type=click.IntRange(16, 4096),
+              help="JACK period in frames of the dummy server.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="Starts of each setup (thru, all models), alternating.")
+@json_option
+def startup(period: int, repeats: int, as_json: bool) -> None:
+    """Seconds from launch to READY and resident memory once warm, with every shipped model
+    loaded, beside thru (targets with ONNX Runtime: 1 s, 150 MB)."""
+    from daemon.bench.startup import format_startup, run_startup
+    from daemon.io.jack import jackd_available
+
+    if not jackd_available():
+        raise click.ClickException("jackd is not installed (apt-get install jackd2)")
+    result = measure("genie bench startup", 2 * repeats, as_json, run_startup, repeats=repeats,
+                     period=period)
+    click.echo(json.dumps(_clean(result), indent=1) if as_json else format_startup(result))
+
+
 def measure(label: str, total: int, as_json: bool, fn, **kwargs) -> dict:
     """Run a benchmark function with a progress bar on stderr (none with --json); stdout stays
     the result's, and its RuntimeError becomes a one-line error."""
