@@ -168,3 +168,21 @@ def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
     assert st["exp_avg"].dtype == torch.bfloat16
     cfg.steps = 6
     assert train(cfg, progress=False)["step"] == 6
+
+
+def test_the_card_compares_relative_and_absolute_at_the_last_step_both_reached(tmp_path):
+    import json
+
+    from musiclm.export import _maestro_baseline, same_step
+
+    for name, start in (("maestro-relative", 3.0), ("maestro-absolute", 3.1)):
+        (tmp_path / name).mkdir()
+        last = 4000 if name == "maestro-relative" else 2000  # the baseline stopped earlier
+        rows = [{"step": s, "val_loss": start - s / 10_000} for s in range(200, last + 1, 200)]
+        (tmp_path / name / "history.json").write_text(json.dumps(rows + [{"step": 10, "loss": 5.0}]))
+    cmp = same_step(tmp_path, "maestro-relative", "maestro-absolute")
+    assert cmp["step"] == 2000
+    assert cmp["maestro-relative"] == pytest.approx(2.8) and cmp["maestro-absolute"] == pytest.approx(2.9)
+    text = _maestro_baseline(tmp_path)[0]
+    assert "at step 2,000" in text and "relative better by 0.100" in text
+    assert "open" in _maestro_baseline(tmp_path / "none")[0]
