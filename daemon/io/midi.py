@@ -108,10 +108,11 @@ def open_probe(api: str, outputs: bool = False):
 GRAPH_QUIET_S = 0.1
 
 
-def release(port, api: str) -> None:
-    """Close an rtmidi port and delete its client; under JACK after ``GRAPH_QUIET_S``."""
+def release(port, api: str, quiet_s: float = GRAPH_QUIET_S) -> None:
+    """Close an rtmidi port and delete its client; under JACK after ``quiet_s`` without a graph
+    change of its own (longer right after one: the server's latency update may come late)."""
     if api == "jack":
-        time.sleep(GRAPH_QUIET_S)
+        time.sleep(quiet_s)
     port.close_port()
     port.delete()
 
