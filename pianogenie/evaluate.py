@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pianogenie import data
+from pianogenie.gold import gold_measure
 from pianogenie.model import PianoGenie, PianoGenieConfig, sample
 
 # (name, [(MIDI pitch, beats)], beats per minute). Written here; none is a training piece.
@@ -169,7 +170,8 @@ def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "
     model, ckpt = load(model_path)
     result["model"] = {"checkpoint": str(model_path), "step": ckpt["step"],
                        "wall_time_s": ckpt.get("wall_time_s"), **measure(model, keys_t, dts_t),
-                       "player": player_measure(model, seeds=player_seeds, seed=seed)}
+                       "player": player_measure(model, seeds=player_seeds, seed=seed),
+                       "gold": gold_measure(model)}
     if baseline_path is not None and Path(baseline_path).is_file():
         base, bckpt = load(baseline_path)
         result["baseline"] = {"checkpoint": str(baseline_path), "step": bckpt["step"],
@@ -193,4 +195,10 @@ def format_report(r: dict) -> str:
     lines.append(f"  player: contour-following buttons on {len(p['per_melody'])} written melodies at "
                  f"temperature {p['temperature']}: pitch moves with the button {p['contour_agreement']:.1%} "
                  f"of the time (" + ", ".join(f"{k} {v:.0%}" for k, v in p["per_melody"].items()) + ")")
+    if "gold" in m:
+        g = m["gold"]
+        lines.append(f"  gold: the encoder's buttons against a person's for {len(g['per_tune'])} tunes, "
+                     f"transposed -6..+5: mean squared difference {g['gold_l2']:.2f} (paper 1.70; target "
+                     f"<= 2), mean button {g['encoder_mean_button']:.2f} against the person's "
+                     f"{g['person_mean_button']:.2f}")
     return "\n".join(lines)

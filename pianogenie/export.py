@@ -239,6 +239,21 @@ def _ok(value: float, target: float, higher: bool = False) -> str:
     return "met" if (value >= target if higher else value <= target) else "not met"
 
 
+def _gold_paragraph(g: dict | None) -> str:
+    """The card's Gold measure (``pianogenie.gold``), or nothing for an older evaluation."""
+    if not g:
+        return ""
+    tunes = ", ".join(f"{k} {v:.2f}" for k, v in g["per_tune"].items())
+    return f"""
+Gold (the paper's measure, `pianogenie/gold.py`): the encoder's buttons against the buttons a person
+would press, written by hand for {len(g['per_tune'])} public-domain tunes, each transposed -6..+5
+semitones at a fixed 0.256 s between notes: mean squared difference **{g['gold_l2']:.2f}** (paper 1.70,
+1.61 with the time input; target <= 2: {_ok(g['gold_l2'], 2.0)}), mean absolute {g['gold_l1']:.2f}; per
+tune: {tunes}. The encoder's mean button is {g['encoder_mean_button']:.2f} where the person's is
+{g['person_mean_button']:.2f}.
+"""
+
+
 def model_card(r: dict) -> str:
     m, b, runs = r["model"], r.get("baseline", {}), r["runs"]
     last = runs.get("model_last_train", {})
@@ -328,7 +343,7 @@ decoded at temperature {player['temperature']} with {player['seeds']} seeds: the
 the way the button moves **{player['contour_agreement']:.1%}** of the time ({melodies}).
 
 Button use on the test split (buttons 0-7): {m['button_counts']}.
-
+{_gold_paragraph(m.get('gold'))}
 ## Limits
 
 - Trained far less than the paper's model (see the step count and the curve); where a target above

@@ -347,3 +347,47 @@ def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")
     assert ckpt["step"] == 2 and ckpt["config"]["batch_size"] == 2
+
+
+def test_gold_tunes_are_written_as_a_person_plays_them():
+    from pianogenie.gold import TUNES
+
+    assert len(TUNES) == 8
+    for name, pitches, buttons in TUNES:
+        assert len(pitches) == len(buttons) and all(0 <= b <= 7 for b in buttons), name
+        by_pitch = {}
+        for p, b in zip(pitches, buttons):
+            assert by_pitch.setdefault(p, b) == b, name  # a repeated note, the same button
+        ordered = [by_pitch[p] for p in sorted(by_pitch)]
+        assert ordered == sorted(ordered) and len(set(ordered)) == len(ordered), name  # higher: higher
+        assert max(buttons) - min(buttons) >= 4, name  # a person spreads a tune over the buttons
+
+
+def test_gold_measure_is_zero_for_the_persons_buttons_and_counts_a_shift():
+    import torch
+
+    from pianogenie import data
+    from pianogenie.gold import TRANSPOSITIONS, TUNES, gold_measure
+
+    class Person:
+        """Presses the hand-written buttons (of the untransposed tune) plus ``shift``."""
+
+        def __init__(self, shift: int) -> None:
+            self.shift = shift
+
+        def eval(self):
+            return self
+
+        def buttons(self, keys, dts):
+            assert (dts == 8).all() and keys.size(0) == len(TRANSPOSITIONS)
+            row = keys[len(TRANSPOSITIONS) // 2].tolist()  # the untransposed tune, as keys
+            for _, pitches, gold in TUNES:
+                if [p - data.LOWEST_PITCH for p in pitches] == row:
+                    return (torch.tensor(gold) + self.shift).clamp(0, 7).expand_as(keys)
+            raise AssertionError("not a gold tune")
+
+    exact = gold_measure(Person(0))
+    assert exact["gold_l2"] == 0 and exact["encoder_mean_button"] == exact["person_mean_button"]
+    shifted = gold_measure(Person(1))
+    assert 0 < shifted["gold_l2"] <= 1 and shifted["gold_l1"] == shifted["gold_l2"]
+    assert shifted["notes"] == sum(len(p) for _, p, _ in TUNES) * len(TRANSPOSITIONS)

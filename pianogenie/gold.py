@@ -1,0 +1,73 @@
+"""The paper's "Gold" measure: how close the encoder's buttons come to the buttons a person would
+press for a simple tune (Donahue et al. 2019, Table 1; magenta's ``gold.py``).
+
+Eight public-domain tunes, written here note by note, each with the 8-button sequence a person
+would play it with, written by hand (buttons 0-7, low to high): the tune's lowest note on a low
+button and its highest on a high one, steps on neighbouring buttons, leaps further apart, a
+repeated note on the same button. As in the paper, each tune is transposed -6..+5 semitones, every
+note gets the same time since the previous one (bucket 8, 0.256 s), the encoder's buttons are read
+for it, and Gold is the mean squared difference between the encoder's and the person's buttons
+over every note of every transposition (lower is better; the paper: 1.70, 1.61 with the time
+input). Magenta's gold sequences are written 1-8 against the encoder's 0-7; ours are 0-7.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pianogenie import data
+
+DT_BUCKET = 8  # 0.256 s between notes, as magenta's gold.py
+TRANSPOSITIONS = range(-6, 6)
+
+# (name, MIDI pitches, buttons a person presses for them)
+TUNES: list[tuple[str, list[int], list[int]]] = [
+    ("mary had a little lamb",
+     [64, 62, 60, 62, 64, 64, 64, 62, 62, 62, 64, 67, 67, 64, 62, 60, 62, 64, 64, 64, 64, 62, 62, 64, 62, 60],
+     [5, 3, 1, 3, 5, 5, 5, 3, 3, 3, 5, 7, 7, 5, 3, 1, 3, 5, 5, 5, 5, 3, 3, 5, 3, 1]),
+    ("twinkle twinkle little star",
+     [60, 60, 67, 67, 69, 69, 67, 65, 65, 64, 64, 62, 62, 60, 67, 67, 65, 65, 64, 64, 62, 67, 67, 65, 65, 64,
+      64, 62],
+     [0, 0, 5, 5, 6, 6, 5, 3, 3, 2, 2, 1, 1, 0, 5, 5, 3, 3, 2, 2, 1, 5, 5, 3, 3, 2, 2, 1]),
+    ("happy birthday",
+     [67, 67, 69, 67, 72, 71, 67, 67, 69, 67, 74, 72, 67, 67, 79, 76, 72, 71, 69, 77, 77, 76, 72, 74, 72],
+     [0, 0, 1, 0, 3, 2, 0, 0, 1, 0, 4, 3, 0, 0, 7, 5, 3, 2, 1, 6, 6, 5, 3, 4, 3]),
+    ("jingle bells",
+     [64, 64, 64, 64, 64, 64, 64, 67, 60, 62, 64, 65, 65, 65, 65, 65, 64, 64, 64, 64, 62, 62, 64, 62, 67],
+     [3, 3, 3, 3, 3, 3, 3, 6, 0, 2, 3, 4, 4, 4, 4, 4, 3, 3, 3, 3, 2, 2, 3, 2, 6]),
+    ("frere jacques",
+     [60, 62, 64, 60, 60, 62, 64, 60, 64, 65, 67, 64, 65, 67, 67, 69, 67, 65, 64, 60, 67, 69, 67, 65, 64, 60,
+      60, 55, 60, 60, 55, 60],
+     [1, 2, 3, 1, 1, 2, 3, 1, 3, 4, 5, 3, 4, 5, 5, 6, 5, 4, 3, 1, 5, 6, 5, 4, 3, 1, 1, 0, 1, 1, 0, 1]),
+    ("god save the king",
+     [67, 67, 69, 66, 67, 69, 71, 71, 72, 71, 69, 67, 69, 67, 66, 67],
+     [2, 2, 3, 1, 2, 3, 5, 5, 6, 5, 3, 2, 3, 2, 1, 2]),
+    ("korobeiniki",
+     [76, 71, 72, 74, 72, 71, 69, 69, 72, 76, 74, 72, 71, 72, 74, 76, 72, 69, 69],
+     [7, 2, 3, 5, 3, 2, 0, 0, 3, 7, 5, 3, 2, 3, 5, 7, 3, 0, 0]),
+    ("ode to joy",
+     [64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62, 64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62,
+      64, 62, 60, 60],
+     [4, 4, 5, 6, 6, 5, 4, 2, 1, 1, 2, 4, 4, 2, 2, 4, 4, 5, 6, 6, 5, 4, 2, 1, 1, 2, 4, 2, 1, 1]),
+]
+
+
+@torch.no_grad()
+def gold_measure(model) -> dict:
+    """Mean squared (and absolute) difference between the encoder's buttons and the person's, per
+    tune and over all; the encoder's mean button beside the person's shows a squeeze or a shift."""
+    model.eval()
+    per: dict[str, float] = {}
+    sq = ab = n = 0.0
+    enc_sum = gold_sum = 0.0
+    for name, pitches, gold in TUNES:
+        keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
+        dts = torch.full_like(keys, DT_BUCKET)
+        buttons = model.buttons(keys, dts).double()
+        want = torch.tensor(gold, dtype=torch.double).expand_as(buttons)
+        diff = buttons - want
+        per[name] = float((diff ** 2).mean())
+        sq, ab, n = sq + float((diff ** 2).sum()), ab + float(diff.abs().sum()), n + diff.numel()
+        enc_sum, gold_sum = enc_sum + float(buttons.sum()), gold_sum + float(want.sum())
+    return {"gold_l2": sq / n, "gold_l1": ab / n, "per_tune": per, "notes": int(n),
+            "encoder_mean_button": enc_sum / n, "person_mean_button": gold_sum / n}
