@@ -122,6 +122,27 @@ def measure(model: PianoGenie, keys: torch.Tensor, dts: torch.Tensor, batch_size
     return out
 
 
+@torch.no_grad()
+def range_report(model: PianoGenie, keys: torch.Tensor, dts: torch.Tensor, batch_size: int = 64) -> dict:
+    """Where the encoder's real output e leaves the quantizer's [-1, 1] (the range penalty's
+    terms): how often, how much of the penalty the far-out notes carry, and which pitches."""
+    from pianogenie.model import range_penalty
+
+    model.eval()
+    es = torch.cat([model.encoder(keys[i:i + batch_size], dts[i:i + batch_size])
+                    for i in range(0, len(keys), batch_size)])
+    excess = torch.clamp(es.abs() - 1.0, min=0.0) ** 2
+    far = es.abs() > 3.0
+    pitches = keys + data.LOWEST_PITCH
+    return {"range_penalty": float(range_penalty(es)), "outside": float((es.abs() > 1).float().mean()),
+            "far_outside": float(far.float().mean()),
+            "far_share_of_penalty": float(excess[far].sum() / excess.sum()) if excess.sum() > 0 else 0.0,
+            "far_low": int((es < -3).sum()), "far_high": int((es > 3).sum()),
+            "far_low_median_pitch": float(pitches[es < -3].float().median()) if (es < -3).any() else None,
+            "far_high_median_pitch": float(pitches[es > 3].float().median()) if (es > 3).any() else None,
+            "median_pitch": float(pitches.float().median())}
+
+
 SHIPPED = "shipped"
 
 
@@ -171,7 +192,7 @@ def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "
     result["model"] = {"checkpoint": str(model_path), "step": ckpt["step"],
                        "wall_time_s": ckpt.get("wall_time_s"), **measure(model, keys_t, dts_t),
                        "player": player_measure(model, seeds=player_seeds, seed=seed),
-                       "gold": gold_measure(model)}
+                       "gold": gold_measure(model), "range": range_report(model, keys_t, dts_t)}
     if baseline_path is not None and Path(baseline_path).is_file():
         base, bckpt = load(baseline_path)
         result["baseline"] = {"checkpoint": str(baseline_path), "step": bckpt["step"],

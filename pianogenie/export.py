@@ -254,6 +254,26 @@ tune: {tunes}. The encoder's mean button is {g['encoder_mean_button']:.2f} where
 """
 
 
+def _range_paragraph(g: dict | None) -> str:
+    """The card's account of the range penalty (``evaluate.range_report``)."""
+    if not g:
+        return ""
+    return f"""
+Why the range penalty stays high ({g['range_penalty']:.2f} on this split): not a sum where a mean
+was meant (it is the mean of max(|e| - 1, 0)^2 over notes, as magenta's), but the straight-through
+estimator. The quantizer clips e to [-1, 1] before rounding, yet passes the gradient of the
+unclipped e (magenta's `iqst` does the same: `x + stop_gradient(q - x)`), so for a note the decoder
+would like lower than button 0 (or higher than 7) the reconstruction keeps pushing e past the end,
+where the decoder cannot see it, and only the range penalty pulls back: they settle where the two
+gradients balance. {g['outside']:.1%} of the notes' e lie outside [-1, 1]; {g['far_outside']:.1%} lie beyond
+|e| = 3 and carry {g['far_share_of_penalty']:.0%} of the penalty: {g['far_low']:,} low ones (median pitch
+{g['far_low_median_pitch'] or 0:.0f}, the bass) and {g['far_high']:,} high ones (median pitch
+{g['far_high_median_pitch'] or 0:.0f}), against a median pitch of {g['median_pitch']:.0f}. It costs
+nothing audible (those notes play on the end buttons either way); passing the gradient only inside
+[-1, 1] would remove it, a change to the paper's method not tried here.
+"""
+
+
 def model_card(r: dict) -> str:
     m, b, runs = r["model"], r.get("baseline", {}), r["runs"]
     last = runs.get("model_last_train", {})
@@ -343,7 +363,7 @@ decoded at temperature {player['temperature']} with {player['seeds']} seeds: the
 the way the button moves **{player['contour_agreement']:.1%}** of the time ({melodies}).
 
 Button use on the test split (buttons 0-7): {m['button_counts']}.
-{_gold_paragraph(m.get('gold'))}
+{_gold_paragraph(m.get('gold'))}{_range_paragraph(m.get('range'))}
 ## Limits
 
 - Trained far less than the paper's model (see the step count and the curve); where a target above

@@ -391,3 +391,24 @@ def test_gold_measure_is_zero_for_the_persons_buttons_and_counts_a_shift():
     shifted = gold_measure(Person(1))
     assert 0 < shifted["gold_l2"] <= 1 and shifted["gold_l1"] == shifted["gold_l2"]
     assert shifted["notes"] == sum(len(p) for _, p, _ in TUNES) * len(TRANSPOSITIONS)
+
+
+def test_range_report_accounts_for_the_range_penalty():
+    import torch
+
+    from pianogenie.evaluate import range_report
+    from pianogenie.model import range_penalty
+
+    torch.manual_seed(0)
+    model = PianoGenie(TINY)
+    with torch.no_grad():  # push the encoder's output far out for the lowest keys
+        model.encoder.output.weight.mul_(40.0)
+    keys = torch.randint(0, 88, (4, 32))
+    dts = torch.randint(0, 32, (4, 32))
+    r = range_report(model, keys, dts)
+    with torch.no_grad():
+        e = model.encoder(keys, dts)
+    assert r["range_penalty"] == pytest.approx(float(range_penalty(e)), rel=1e-5)
+    assert r["outside"] == pytest.approx(float((e.abs() > 1).float().mean()))
+    assert r["far_low"] + r["far_high"] == int((e.abs() > 3).sum())
+    assert 0 <= r["far_share_of_penalty"] <= 1
