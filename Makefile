@@ -39,7 +39,7 @@ install: venv
 	fi
 	$(PIP) -e '.[dev]'
 	@mkdir -p $(HOME)/.local/bin && ln -sf $(abspath $(VENV))/bin/genie $(HOME)/.local/bin/genie
-	@echo "installed into $(VENV); ~/.local/bin/genie runs it (the systemd unit's ExecStart)"
+	@echo "installed into $(VENV); ~/.local/bin/genie runs it (genie service install sets up a service)"
 
 run: install
 	@[ -e /dev/snd/seq ] || [ "$$(uname)" = Darwin ] || $(MAKE) --no-print-directory jackd
