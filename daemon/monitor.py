@@ -21,7 +21,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from daemon.control import ControlError, control_dir
+from daemon.control import ControlError, pidfile_path
 
 log = logging.getLogger("genie")
 
@@ -29,7 +29,8 @@ PERIOD_S = 0.1
 
 
 def socket_path(client_name: str, make: bool = False) -> Path:
-    return control_dir(make) / f"{client_name}.monitor"
+    """Beside the daemon's pid file, named as it is (``daemon.control``)."""
+    return pidfile_path(client_name, make).with_suffix(".monitor")
 
 
 class MonitorFeed:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from pathlib import Path
 
 import click
 
 from daemon.cli import UserError
 
+SYSTEM_RUNTIME = Path("/run/genie")  # the system unit's XDG_RUNTIME_DIR
 ROLL_SECONDS = 8.0
 ROLL_COLUMNS = 64
 NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -107,8 +109,17 @@ def monitor(state, as_json: bool, count: int | None) -> None:
     from daemon.control import ControlError
     from daemon.monitor import connect, lines, socket_path
 
+    name = state.config.midi.client_name
     try:
-        sock = connect(socket_path(state.config.midi.client_name))
+        mine = socket_path(name)
+    except ControlError:
+        mine = None
+    # the system service's runtime folder (RuntimeDirectory=genie): sudo -u genie genie monitor
+    system = SYSTEM_RUNTIME / "genie" / (mine.name if mine is not None else f"{name}.monitor")
+    candidates = [p for p in (mine, system) if p is not None]
+    path = next((p for p in candidates if p.exists()), candidates[0])
+    try:
+        sock = connect(path)
     except ControlError as exc:
         raise UserError(str(exc)) from None
     n = 0
