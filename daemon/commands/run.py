@@ -384,6 +384,9 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
         outputs[name] = MidiOutput.open(api, name, cfg.midi.connect)
         stack.callback(outputs[name].close)
 
+    real = _real_names(api, before, [p.name for p in inputs if p.name == cfg.midi.input_port]
+                       + list(outputs))
+
     recorder = None
     record_failed: list = []  # a take not saved whole: exit 1 (after the stack closed it)
     stack.callback(lambda: sys.exit(1) if record_failed else None)
@@ -463,8 +466,6 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     runtime.freeze_gc()  # start-up objects are never collected again: shorter GC pauses
     engine.start()
     inputs_.start()
-    real = _real_names(api, before, [p.name for p in inputs if p.name == cfg.midi.input_port]
-                       + list(outputs))
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
              ", ".join(real.get(p.name, p.name) for p in inputs) or "keyboard",
              ", ".join(s.label for s in core.slots), ", ".join(real.get(o, o) for o in outputs),
