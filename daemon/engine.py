@@ -83,7 +83,7 @@ class Engine:
         self._last_stamp_ns = 0
         self.notifier = None  # a systemd Notifier: the engine thread's loop pings the watchdog
         self.monitor = None  # a MonitorFeed for `genie monitor` (records only while one watches)
-        self._sends = 0
+        self._sends = 0  # counted while a monitor watches: did this pass's input make output?
         self._reload: tuple | None = None  # (config, slots) made by a reload, for the engine thread
 
     # ---- called from other threads -------------------------------------------------------------
@@ -328,8 +328,8 @@ class Engine:
                 self.counters.add("dropped_unknown_port")
                 continue
             out.send(msg)
-            self._sends += 1
             if mon is not None:
+                self._sends += 1
                 mon.sent(now_ns(), port, msg)
 
     def _housekeeping(self) -> None:

@@ -183,6 +183,16 @@ def load(name: str) -> type:
     return cls
 
 
+MODEL_SUFFIXES = (".pt", ".onnx", ".json", ".npz")
+
+
+def is_model_file(path: Path) -> bool:
+    """What a processor loads from its weights folder: weights and their settings, not model
+    cards, plots or metrics."""
+    return (path.is_file() and path.suffix in MODEL_SUFFIXES
+            and not path.stem.endswith(("_metrics", "_history")))
+
+
 def model_cards(module_dir: Path, name: str) -> dict[Path, str]:
     """Model cards ``weights/<name>*.md`` beside a processor's module, with their licence lines."""
     import re

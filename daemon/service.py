@@ -113,14 +113,14 @@ def install(p: Plan, root: Path = Path("/"), force: bool = False) -> tuple[list[
     rule that exists and differs, unless ``force``."""
     written, left = [], []
     targets = {path: root / path.relative_to(path.anchor) for path in p.files}
-    for path, target in targets.items():
+    for path, target in targets.items():  # every refusal before the first write
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise FileExistsError(f"{target} is not a regular file; Genie leaves it alone")
         if path in p.keep or force or not target.exists():
             continue
         if target.read_text() != p.files[path]:
             raise FileExistsError(f"{target} exists and differs (--force replaces it)")
     for path, target in targets.items():
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            raise FileExistsError(f"{target} is not a regular file; Genie leaves it alone")
         if target.exists() and (path in p.keep or target.read_text() == p.files[path]):
             left.append(target)
             continue

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from drumvae import data
-from drumvae.model import HUMANIZE, RECONSTRUCT, TAP, TAP_FIXED, TRANSFORM_NAMES, DrumVAE, forced_hits, kl_bits
+from drumvae.model import HUMANIZE, RECONSTRUCT, TAP, TAP_FIXED, DrumVAE, forced_hits, kl_bits
 
 log = logging.getLogger("genie.drumvae.evaluate")
 TARGETS = {"step_acc_free_reconstruction": 0.95}

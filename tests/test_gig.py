@@ -304,6 +304,18 @@ def _wait_log(g, text: str, seconds: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+def _plays_once_connected(g, player, synth, pitch: int) -> None:
+    """Genie logs that it connected its output to ``synth``, and a note played reaches it."""
+    import time
+
+    _wait_log(g, "Genie out connected to", 5)
+    assert "Genie out connected to" in g.log
+    time.sleep(0.3)  # the server runs the new graph from its next cycle
+    player.send((NOTE_ON, pitch, 100))
+    assert (NOTE_ON, pitch, 100) in [m for _, m in synth.expect(1, 3.0)]
+    player.send((NOTE_OFF, pitch, 0))
+
+
 def _start_and_ping(server) -> None:
     server.start()
     for _ in range(3):
@@ -404,13 +416,10 @@ def test_a_connected_synth_that_restarts_is_connected_again(rig):
     synth.close()  # the synth crashes ...
     time.sleep(1.5)
     synth = PortClient("gt-synth", target_in=None, target_out=None)  # ... and is started again
-    _wait_log(g, "Genie out connected to", 5)
-    assert "Genie out connected to" in g.log
-    time.sleep(0.3)
-    player.send((NOTE_ON, 64, 100))
-    assert (NOTE_ON, 64, 100) in [m for _, m in synth.expect(1, 3.0)]
-    player.send((NOTE_OFF, 64, 0))
-    synth.close()
+    try:
+        _plays_once_connected(g, player, synth, 64)
+    finally:
+        synth.close()
 
 
 def test_the_messages_glued_onto_a_cut_sysex_are_taken_back_out():
@@ -424,8 +433,6 @@ def test_the_messages_glued_onto_a_cut_sysex_are_taken_back_out():
 
 @pytest.mark.jack
 def test_a_synth_started_after_genie_is_connected_when_it_appears(rig):
-    import time
-
     from jack_helpers import config_text
 
     from daemon.rigs.loopback import PortClient
@@ -436,12 +443,7 @@ def test_a_synth_started_after_genie_is_connected_when_it_appears(rig):
     player = rig.client(target_out=None)
     synth = PortClient("gt-latesynth", target_in=None, target_out=None)
     try:
-        _wait_log(g, "Genie out connected to", 5)
-        assert "Genie out connected to" in g.log
-        time.sleep(0.3)
-        player.send((NOTE_ON, 65, 100))
-        assert (NOTE_ON, 65, 100) in [m for _, m in synth.expect(1, 3.0)]
-        player.send((NOTE_OFF, 65, 0))
+        _plays_once_connected(g, player, synth, 65)
     finally:
         synth.close()
 

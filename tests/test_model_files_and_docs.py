@@ -1,7 +1,8 @@
 """``genie doctor`` lists a processor's model files (not its plots, cards or metrics) and the
 licence each shipped model card states."""
 
-from daemon.commands.doctor import check_processors, is_model_file
+from daemon.commands.doctor import check_processors
+from daemon.processor import is_model_file
 
 
 def test_doctor_lists_only_model_files_and_every_shipped_card_states_a_licence(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from offline_helpers import MS, clock_at, left_sounding, offline_core, ons
+from offline_helpers import MS, clock_at, left_sounding, offline_core
 
 from daemon.events import CLOCK, NOTE_ON, SONG_POSITION, STOP, ButtonEvent, MidiEvent, is_note_on
 from daemon.offline import _drive

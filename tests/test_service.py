@@ -234,3 +234,15 @@ def test_service_install_writes_the_unit_config_and_rule_and_never_overwrites(tm
     units[0].write_text(units[0].read_text().replace(svc.genie_executable(), "/gone/genie"))
     found = check_service(Path.home(), user_root)
     assert found[0].level == "fail" and "/gone/genie" in found[0].what
+
+
+def test_service_install_refuses_a_link_before_writing_anything(tmp_path):
+    root = tmp_path / "root"
+    plan = svc.plan("system", "/opt/genie/bin/genie", tmp_path / "home")
+    rule = root / "etc/udev/rules.d/99-genie-input.rules"
+    rule.parent.mkdir(parents=True)
+    rule.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        svc.install(plan, root)
+    assert not (root / "etc/systemd/system/genie.service").exists()  # nothing written first
+    assert not (tmp_path / "elsewhere").exists()  # nor through the link

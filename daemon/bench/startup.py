@@ -34,8 +34,7 @@ def model_processors() -> list[str]:
     import importlib.util
     from importlib.metadata import entry_points
 
-    from daemon.commands.doctor import is_model_file
-    from daemon.processor import ENTRY_POINT_GROUP
+    from daemon.processor import ENTRY_POINT_GROUP, is_model_file
 
     names = []
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from daemon.config import KeyboardConfig
-from daemon.processor import ENTRY_POINT_GROUP, model_cards
+from daemon.processor import ENTRY_POINT_GROUP, is_model_file, model_cards
 
 JACK_BUFFER_WARN_FRAMES = 256
 
@@ -66,15 +66,6 @@ def check_midi(api_setting: str) -> list[Finding]:
         out.append(Finding("fail", "no usable MIDI backend for `genie run`",
                            "load snd-seq, start a JACK server, or use `genie run --headless`"))
     return out
-
-
-MODEL_SUFFIXES = (".pt", ".onnx", ".json", ".npz")
-
-
-def is_model_file(path: Path) -> bool:
-    """What a processor loads: weights and their settings; not cards, plots or metrics."""
-    return (path.is_file() and path.suffix in MODEL_SUFFIXES
-            and not path.stem.endswith(("_metrics", "_history")))
 
 
 def check_processors() -> list[Finding]:
