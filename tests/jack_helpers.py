@@ -170,12 +170,14 @@ def genie_cmd(*args: str, config: Path | None = None) -> list[str]:
 
 class Daw(threading.Thread):
     """Sends MIDI clock at ``bpm`` on its own thread, against absolute times (no drift); keeps
-    the time each clock was sent. ``ticks`` clocks, then it stops sending (or ``stop()``)."""
+    the time each clock was due (``due``: the DAW's beat grid) and sent (``sent``: later by the
+    sender's wake-up, a few ms now and then). ``ticks`` clocks, then it stops sending."""
 
     def __init__(self, client, bpm: float, ticks: int, start_msg=START) -> None:
         super().__init__(daemon=True)
         self.client, self.bpm, self.ticks, self.start_msg = client, bpm, ticks, start_msg
         self.sent: list[int] = []
+        self.due: list[int] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -189,6 +191,7 @@ class Daw(threading.Thread):
                 return
             if i == 0 and self.start_msg is not None:
                 self.client.send((self.start_msg,))
+            self.due.append(due)
             self.sent.append(self.client.send((CLOCK,)))
 
 
