@@ -291,36 +291,6 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
     return out
 
 
-def _port_names(api: str) -> set[str]:
-    """Every port the server lists now (JACK only: there a taken name is changed, not refused)."""
-    if api != "jack":
-        return set()
-    from daemon.io.midi import list_ports
-
-    try:
-        ins, outs = list_ports(api)
-    except PortError:
-        return set()
-    return {*ins, *outs}
-
-
-def _real_names(api: str, before: set[str], names: list[str]) -> dict[str, str]:
-    """The full names the server gave Genie's own ports. JACK renames a client whose name is
-    taken: a second Genie's "Genie in" becomes "Genie in-01:Genie in"; say so."""
-    new = _port_names(api) - before
-    real = {}
-    for name in names:
-        mine = sorted(p for p in new if p.split(":", 1)[-1] == name)
-        if not mine:
-            continue
-        real[name] = mine[0]
-        if mine[0] != f"{name}:{name}":
-            log.warning("another program already has a port %r (another Genie?): this Genie's is "
-                        "%r; give each Genie its own port names (midi.input_port, the outputs)",
-                        name, mine[0])
-    return real
-
-
 def _differs_in_ports(old: Config, new: Config) -> str:
     """What a reload cannot change without closing the ports (empty when nothing)."""
     if old.outputs() != new.outputs():
@@ -365,7 +335,6 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     core = build_core(cfg, ThreadedWorkers(counters=counters), counters=counters,
                       send_ahead_ms=send_ahead_ms)
 
-    before = _port_names(api)  # to tell Genie's own ports by the names the server gives them
     inputs = []  # each port is closed on every way out, also when a later one fails to open
     rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
     wanted = [(cfg.midi.input_port, True)] if cfg.midi.input_port else []
@@ -383,9 +352,6 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     for name in cfg.outputs():
         outputs[name] = MidiOutput.open(api, name, cfg.midi.connect)
         stack.callback(outputs[name].close)
-
-    real = _real_names(api, before, [p.name for p in inputs if p.name == cfg.midi.input_port]
-                       + list(outputs))
 
     recorder = None
     record_failed: list = []  # a take not saved whole: exit 1 (after the stack closed it)
@@ -467,9 +433,8 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     engine.start()
     inputs_.start()
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
-             ", ".join(real.get(p.name, p.name) for p in inputs) or "keyboard",
-             ", ".join(s.label for s in core.slots), ", ".join(real.get(o, o) for o in outputs),
-             api, send_ahead_ms)
+             ", ".join(p.name for p in inputs) or "keyboard",
+             ", ".join(s.label for s in core.slots), ", ".join(outputs), api, send_ahead_ms)
     notifier.ready(f"playing {', '.join(s.label for s in core.slots)} on {', '.join(outputs)}")
     try:
         engine.wait()
