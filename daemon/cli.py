@@ -52,6 +52,12 @@ class JournaldFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in super().format(record).splitlines() or [""])
 
 
+# Modules of an extra a command may need; missing, they are one line naming the extra. A
+# torch-free install (the onnx extra) plays the models but cannot train, evaluate or export them.
+EXTRA_OF = {"torch": "train", "matplotlib": "train", "onnx": "train", "onnxscript": "train",
+            "onnxruntime": "onnx"}
+
+
 class UserError(Exception):
     """Anything the user can fix; printed as one line, exit code 2."""
 
@@ -158,6 +164,12 @@ def main() -> None:
         sys.exit(2)
     except _user_errors() as exc:
         click.echo(f"genie: error: {exc}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if exc.name not in EXTRA_OF:  # not a missing extra: a bug, with its traceback
+            raise
+        click.echo(f"genie: error: this command needs {exc.name}, which is not installed "
+                   f"(pip install 'genie-midi[{EXTRA_OF[exc.name]}]')", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -14,6 +14,9 @@ traced), with the trained layers and three step functions; sampling randomness i
   velocity and timing). ``forward`` is ``decode``.
 - ``apply_transform(pattern, transform)``: what the encoder saw.
 
+Beside it, ``drumvae.onnx`` (``forward`` = ``decode``) and ``drumvae.encode.onnx``, the same
+functions for the torch-free runtime (:func:`export_onnx`), checked against the TorchScript.
+
 ``drumvae.json`` beside it holds the model arguments, the style names, the class names, the GM
 output pitches and the transform names. The eager model is rebuilt from the two files for
 evaluation (the artefact's state dict has the eager model's keys).
@@ -111,31 +114,79 @@ def load_exported(weights_dir: str | Path | None = None) -> tuple[DrumVAE, dict]
     """The eager model rebuilt from a shipped artefact and its JSON (strict load)."""
     d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     meta = json.loads((d / META_FILE).read_text())
-    scripted = runtime.load_model(d / MODEL_FILE)
+    scripted = runtime.load_torchscript(d / MODEL_FILE)
     model = DrumVAE(from_dict(DrumVAEConfig, meta["model_args"], "model_args"))
     model.load_state_dict({k: v.clone() for k, v in scripted.state_dict().items()})
     return model.eval(), meta
 
 
 def bench_decode(weights: str | Path | None = None, runs: int = 300) -> dict:
-    """Time ``decode`` of one 2-bar pattern (batch 1, 32 steps) on one thread, after a warm-up."""
+    """Time ``decode`` of one 2-bar pattern (batch 1, 32 steps) on one thread, after a warm-up, on
+    each runtime installed (TorchScript and ONNX), through ``daemon.runtime`` as the processor calls it."""
     from modelkit.timing import percentiles
 
     torch.set_num_threads(1)
-    m = runtime.load_model(weights or WEIGHTS_DIR / MODEL_FILE)
-    gen = torch.Generator().manual_seed(0)
-    z = torch.randn(1, int(m.z_dim), generator=gen)
-    style, fill = torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
-    noise = torch.rand(1, int(m.steps), int(m.num_classes), generator=gen)
-    with torch.no_grad():
-        runtime.warm_up(lambda: m.decode(z, style, fill, noise, 1.0), 20)
+    out: dict = {"target_ms": DECODE_TARGET_MS, "threads": 1, "batch": 1, "runtimes": {}}
+    for fmt, path in runtime.formats_of(weights or WEIGHTS_DIR / MODEL_FILE).items():
+        m = runtime.load_model(path)
+        decode = m.function()
+        rng = np.random.default_rng(0)
+        z = rng.standard_normal((1, int(m.attr("z_dim")))).astype(np.float32)
+        style, fill = np.zeros(1, np.int64), np.zeros(1, np.int64)
+        noise = rng.random((1, int(m.attr("steps")), int(m.attr("num_classes")))).astype(np.float32)
+        runtime.warm_up(lambda: decode(z, style, fill, noise, 1.0), 20)
         ns = []
         for _ in range(runs):
             t0 = time.perf_counter_ns()
-            m.decode(z, style, fill, noise, 1.0)
+            decode(z, style, fill, noise, 1.0)
             ns.append(time.perf_counter_ns() - t0)
-    return {**percentiles(ns), "target_ms": DECODE_TARGET_MS, "threads": 1, "batch": 1,
-            "steps": int(m.steps), "torch": torch.__version__}
+        out["runtimes"][fmt] = {"weights": str(path), **percentiles(ns)}
+        out["steps"] = int(m.attr("steps"))
+    out["torch"] = torch.__version__
+    return out
+
+
+def parity_run(model: runtime.Model, grooves: int = 40) -> list[np.ndarray]:
+    """``grooves`` patterns (hits, velocities, offsets from a fixed seed), each encoded under every
+    transform and decoded free-running (random noise, a style, beat and fill, temperatures
+    0.5-1.5) and in humanize's forced-hit mode: the codes, hit probabilities, velocities, offsets."""
+    encode, decode = model.function("encode"), model.function("forward")
+    steps, n, z_dim = int(model.attr("steps")), int(model.attr("num_classes")), int(model.attr("z_dim"))
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(grooves):
+        hits = (rng.random((1, steps, n)) < 0.25).astype(np.float32)
+        pattern = np.concatenate([hits, hits * rng.random((1, steps, n)), hits * rng.uniform(-1, 1, (1, steps, n))],
+                                 -1).astype(np.float32)
+        for which in range(len(TRANSFORM_NAMES)):
+            z = encode(pattern, np.array([which]), rng.standard_normal((1, z_dim)).astype(np.float32))[0]
+            out.append(z)
+        temperature = np.float32(0.5 + i / grooves)
+        noise = rng.random((1, steps, n)).astype(np.float32)
+        if i % 4 == 3:  # humanize plays exactly the heard hits
+            noise = np.where(hits > 0, -1.0, 2.0).astype(np.float32)
+        logits, vel, off = decode(z, np.array([(i // 2) % 2]), np.array([i % 2]), noise, temperature)
+        out += [1.0 / (1.0 + np.exp(-logits.astype(np.float64) / temperature)), vel, off]
+    return out
+
+
+def export_onnx(weights_dir: str | Path | None = None) -> list[tuple[Path, float]]:
+    """Write ``drumvae.onnx`` (decode) and ``drumvae.encode.onnx`` beside ``drumvae.pt`` in
+    ``weights_dir``: [(file, largest difference from TorchScript)]."""
+    from modelkit.onnx_export import Method, OnnxFunction, export_checked
+
+    d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    model, _ = load_exported(d)
+    step = DrumVAEStep(model).eval()
+    s, n, z = step.steps, step.num_classes, step.z_dim
+    one = torch.zeros(1, dtype=torch.long)
+    decode = OnnxFunction("forward", step, (torch.zeros(1, z), one, one, torch.full((1, s, n), 0.5), torch.tensor(1.0)),
+                          ("z", "style", "fill", "noise", "temperature"), ("hit_logits", "velocity", "offset"))
+    encode = OnnxFunction("encode", Method(step, "encode"), (torch.zeros(1, s, 3 * n), one, torch.zeros(1, z)),
+                          ("pattern", "which", "eps"), ("z",))
+    attrs = {"z_dim": z, "steps": s, "num_classes": n}
+    files, diff = export_checked(d / MODEL_FILE, [decode, encode], attrs, parity_run)
+    return [(f, diff) for f in files]
 
 
 if __name__ == "__main__":
@@ -180,10 +231,17 @@ def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "b
         "model_args": latest["model_args"], "meta": latest["meta"], "torch": latest.get("torch", ""),
         "val": [{k: v for k, v in h.items()} for h in hist if "val_loss" in h],
         "best_val": ckpt.get("val", {})}
+    result["onnx"] = {str(f.name): diff for f, diff in export_onnx(out)}  # beside it, checked
     result["decode_bench"] = bench_decode(out / MODEL_FILE)
     (out / "drumvae_metrics.json").write_text(evaluate.to_json(result))
     (out / "drumvae.md").write_text(model_card(result))
     return result
+
+
+def _bench_line(bench: dict) -> str:
+    runs = bench.get("runtimes") or {"torchscript": bench}  # cards written before the ONNX runtime
+    return "; ".join(f"{fmt} median {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms ({b['n']} runs)"
+                     for fmt, b in runs.items())
 
 
 def plot_example(model: DrumVAE, w: data.Windows, path: Path) -> bool:
@@ -217,7 +275,13 @@ def _f(v: float | None, fmt: str = ".3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
 
 
+ONNX_SEQUENCE = ("40 grooves (hits, velocities, offsets from a fixed seed), each encoded under every "
+                 "transform and decoded free-running and in humanize's forced-hit mode, temperatures 0.5-1.5")
+
+
 def model_card(r: dict) -> str:
+    from modelkit.onnx_export import card_section
+
     run, modes, base = r["run"], r["modes"], r["baselines"]
     cfg, args, meta = run["config"], run["model_args"], run["meta"]
     counts = meta.get("counts", {})
@@ -365,9 +429,10 @@ which the per-note errors above (velocity and timing MAE) and the by-position di
 
 ![humanize distributions](drumvae_humanize.png)
 
-Decode time of `drumvae.pt` (2 bars, batch 1, one thread, {bench['n']} runs, measured while
-other engineers' jobs ran on the same 2 cores): median {bench['p50']:.2f} ms, p99 {bench['p99']:.2f} ms
-(target <= {bench['target_ms']:.0f} ms).
+Decode time (2 bars, batch 1, one thread, measured while other engineers' jobs ran on the same 2
+cores; target <= {bench['target_ms']:.0f} ms): {_bench_line(bench)}.
+
+{card_section(r.get('onnx') or {}, ONNX_SEQUENCE)}
 
 ## Limits
 

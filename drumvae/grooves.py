@@ -24,7 +24,7 @@ MODEL_FILE = "drumvae.pt"
 def write_bank(weights_dir: str | Path, windows: data.Windows, per_style: int = 48) -> Path:
     """Encode training beats per style into ``weights_dir/drumvae_grooves.json``."""
     weights_dir = Path(weights_dir)
-    model = runtime.load_model(weights_dir / MODEL_FILE)
+    model = runtime.load_torchscript(weights_dir / MODEL_FILE)
     train = windows.subset("train")
     bank: dict[str, list[list[float]]] = {}
     with torch.inference_mode():

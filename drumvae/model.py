@@ -160,13 +160,15 @@ class Decoder(nn.Module):
         cs = [c0[i] for i in range(self.layers)]
         base = [w[4 * i + 2] + w[4 * i + 3] for i in range(self.layers)]
         base[0] = torch.addmm(base[0], cond, w[0][:, d:].t())  # [B, 4H]
-        wx = [w[0][:, :d]] + [w[4 * i] for i in range(1, self.layers)]
+        # transposed once, outside the loop (an ONNX export would otherwise hold one copy per step)
+        wx = [w[0][:, :d].t()] + [w[4 * i].t() for i in range(1, self.layers)]
+        wh = [w[4 * i + 1].t() for i in range(self.layers)]
         prev = torch.zeros(z.shape[0], d, dtype=z.dtype, device=z.device)
         logits, vels, offs = [], [], []
         for t in range(noise.shape[1]):
             x = prev
             for i in range(self.layers):
-                gates = torch.addmm(torch.addmm(base[i], x, wx[i].t()), hs[i], w[4 * i + 1].t())
+                gates = torch.addmm(torch.addmm(base[i], x, wx[i]), hs[i], wh[i])
                 ig, fg, gg, og = gates.chunk(4, 1)
                 cs[i] = torch.sigmoid(fg) * cs[i] + torch.sigmoid(ig) * torch.tanh(gg)
                 hs[i] = torch.sigmoid(og) * torch.tanh(cs[i])

@@ -95,22 +95,23 @@ class DrumVAEProcessor(BaseProcessor):
 
     def start(self, ctx: Context) -> None:
         super().start(ctx)
-        import torch
-
-        self._torch = torch
         opts = self.options
         if opts["mode"] not in ("groove", "humanize"):
             raise ProcessorError(f"option 'mode' of processor 'drumvae' must be groove or humanize, "
                                  f"got {opts['mode']!r}")
         path = Path(opts["weights"]) if opts["weights"] else package_file(type(self), MODEL_FILE)
-        self.model = runtime.load_model(path)
+        try:
+            self.model = runtime.load_model(path)
+            self._decode_fn, self._encode_fn = self.model.function("forward"), self.model.function("encode")
+            self.z_dim = int(self.model.attr("z_dim"))
+        except runtime.ModelFileError as exc:
+            raise ProcessorError(str(exc)) from None
         meta_path = path.with_name(META_FILE)
         try:
             self.meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise ProcessorError(f"model file {meta_path}: unreadable ({exc})") from None
         self.styles: list[str] = list(self.meta.get("styles", [])) or ["rock"]
-        self.z_dim = int(self.model.z_dim)
         pitches = opts["pitches"] or list(self.meta.get("gm_output_pitches", GM_OUTPUT_PITCHES))
         if len(pitches) != 9 or any(not isinstance(p, int) or not 0 <= p <= 127 for p in pitches):
             raise ProcessorError("option 'pitches' of processor 'drumvae' must list 9 notes 0-127")
@@ -134,16 +135,14 @@ class DrumVAEProcessor(BaseProcessor):
         self.heard: dict[int, np.ndarray] = {}  # humanize: segment -> [32, 9] hits heard
         self.fill_bar: int | None = None
         self.decodes = 0
-        with torch.inference_mode():
-            runtime.warm_up(lambda: self._decode(self.z, 0, self._noise()), 5)
-            runtime.check_finite(self.model.decode(torch.from_numpy(self.z[None]), torch.tensor([0]),
-                                                   torch.tensor([0]), torch.from_numpy(self._noise()), 1.0),
-                                 f"model file {path}")
-            self.ready = self._decode(self.z, 0, self._noise())  # what a Start plays first
+        runtime.warm_up(lambda: self._decode(self.z, 0, self._noise()), 5)
+        runtime.check_finite(self._decode_fn(self.z[None], np.array([0]), np.array([0]), self._noise(), 1.0),
+                             f"model file {path}")
+        self.ready = self._decode(self.z, 0, self._noise())  # what a Start plays first
         self.own: Transport | None = None
         self.own_next_ns = 0
-        log.info("drumvae %s: %d styles, style %s, temperature %g, variation %g%s", path,
-                 len(self.styles), self.styles[self.style], self.temperature, self.variation,
+        log.info("drumvae %s (%s): %d styles, style %s, temperature %g, variation %g%s", self.model.path,
+                 self.model.format, len(self.styles), self.styles[self.style], self.temperature, self.variation,
                  f", groove bank of {sum(len(v) for v in self.bank.values())}" if self.bank else
                  " (no groove bank: new grooves are prior samples)")
 
@@ -191,20 +190,14 @@ class DrumVAEProcessor(BaseProcessor):
         return self.rng.standard_normal(self.z_dim).astype(np.float32)
 
     def _decode(self, z: np.ndarray, fill: int, noise: np.ndarray, style: int | None = None) -> Pattern:
-        torch = self._torch
-        with torch.inference_mode():
-            logits, vel, off = self.model.decode(
-                torch.from_numpy(z[None]), torch.tensor([self.style if style is None else style]),
-                torch.tensor([fill]), torch.from_numpy(noise), self.temperature)
-        hits = noise[0] < 1.0 / (1.0 + np.exp(-logits[0].numpy() / self.temperature))  # as decode drew them
-        return Pattern(hits, vel[0].numpy().clip(0, 1), off[0].numpy().clip(-1, 1))
+        logits, vel, off = self._decode_fn(z[None], np.array([self.style if style is None else style]),
+                                           np.array([fill]), noise, self.temperature)
+        hits = noise[0] < 1.0 / (1.0 + np.exp(-logits[0] / self.temperature))  # as decode drew them
+        return Pattern(hits, vel[0].clip(0, 1), off[0].clip(-1, 1))
 
     def _encode(self, grid: np.ndarray, which: int) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            z = self.model.encode(torch.from_numpy(grid[None].astype(np.float32)),
-                                  torch.tensor([which]), torch.zeros(1, self.z_dim))
-        return z[0].numpy().astype(np.float32)
+        (z,) = self._encode_fn(grid[None].astype(np.float32), np.array([which]), np.zeros((1, self.z_dim), np.float32))
+        return z[0].astype(np.float32)
 
     def _loop_z(self) -> np.ndarray:
         """This loop's z: the groove (or the morph of A and B) wandered by ``variation``."""

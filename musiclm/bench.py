@@ -3,7 +3,8 @@
 At each context position p: *cached* primes the KV cache with p tokens, then times steps from
 there (the live path: one token reads the cache); *uncached* re-runs the model on the whole
 context window (the last min(p, L) tokens) for each new token, as the paper's code and the
-PyTorch ports decode. Targets (issue 10): >= 500 tokens/s cached for the shipped model, flat
+PyTorch ports decode (TorchScript only). The cached path is timed on each runtime installed
+(TorchScript, ONNX Runtime), through ``daemon.runtime`` as the processor calls the model. Targets (issue 10): >= 500 tokens/s cached for the shipped model, flat
 within 1.5x from 64 to 1024. The time from the trigger to the first answered note through JACK
 belongs to the live processor (later work).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from daemon import runtime
 from modelkit.timing import percentiles
@@ -21,62 +22,92 @@ from modelkit.timing import percentiles
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "musiclm_maestro.pt"
 
 
+def _cached_ms(model: runtime.Model, stream: np.ndarray, p: int, tokens: int) -> dict:
+    """Prime the cache with ``p`` tokens, then time ``tokens`` steps (numpy in and out, as the
+    processor calls the model)."""
+    from musiclm.processor import empty_cache
+
+    step, cache = model.function(), empty_cache(model)
+    for i in range(p):
+        _, cache = step(stream[i:i + 1], i, cache)
+    ns = []
+    for i in range(p, p + tokens):
+        t0 = time.perf_counter_ns()
+        _, cache = step(stream[i:i + 1], i, cache)
+        ns.append(time.perf_counter_ns() - t0)
+    return percentiles(ns)
+
+
 def run(weights: str | Path | None = None, positions: list[int] | tuple[int, ...] = (64, 256, 1024),
         tokens: int = 200, uncached_tokens: int = 20, seed: int = 0) -> dict:
-    torch.set_num_threads(1)
     path = Path(weights) if weights else WEIGHTS
-    step = runtime.load_model(path)
-    vocab, length = int(step.vocab_size), int(step.max_len)
-    absolute = step.position == "absolute"
-    g = torch.Generator().manual_seed(seed)
-    stream = torch.randint(3, vocab, (max(positions) + tokens + 1,), generator=g)
-    out: dict = {"weights": str(path), "max_len": length, "position": step.position, "threads": 1,
-                 "tokens_timed": tokens, "uncached_tokens_timed": uncached_tokens, "at": {}}
-    with torch.no_grad():
-        for p in positions:
-            if absolute and p + tokens > length:
-                out["at"][str(p)] = {"skipped": "absolute positions end at the training length"}
-                continue
-            cache = step.empty_cache(1)
-            logits = torch.zeros(0)
-            for i in range(p):  # prime
-                logits, cache = step(stream[i:i + 1], i, cache)
-            ns = []
-            for i in range(p, p + tokens):
-                t0 = time.perf_counter_ns()
-                logits, cache = step(stream[i:i + 1], i, cache)
-                ns.append(time.perf_counter_ns() - t0)
+    formats = runtime.formats_of(path)
+    models = {fmt: runtime.load_model(p) for fmt, p in formats.items()}
+    first = next(iter(models.values()))
+    vocab, length, position = int(first.attr("vocab_size")), int(first.attr("max_len")), str(first.attr("position"))
+    stream = np.random.default_rng(seed).integers(3, vocab, max(positions) + tokens + 1)
+    out: dict = {"weights": str(path), "runtimes": sorted(models), "max_len": length, "position": position,
+                 "threads": 1, "tokens_timed": tokens, "uncached_tokens_timed": uncached_tokens, "at": {}}
+    scripted = None
+    if "torchscript" in formats:
+        import torch
+
+        torch.set_num_threads(1)
+        scripted = runtime.load_torchscript(formats["torchscript"])
+    for p in positions:
+        if position == "absolute" and p + tokens > length:
+            out["at"][str(p)] = {"skipped": "absolute positions end at the training length"}
+            continue
+        row: dict = {"context": min(p, length)}
+        for fmt, model in models.items():
+            c = _cached_ms(model, stream, p, tokens)
+            key = "cached" if fmt == "torchscript" else f"{fmt}_cached"
+            row[f"{key}_tokens_per_s"], row[f"{key}_ms"] = 1e3 / c["p50"], c
+        if scripted is not None:  # the whole window per token, as the paper's code decodes
+            import torch
+
             un = []
-            for i in range(p, p + uncached_tokens):
-                window = stream[max(0, i + 1 - length):i + 1].unsqueeze(0)
-                t0 = time.perf_counter_ns()
-                logits, _ = step.model(window)
-                un.append(time.perf_counter_ns() - t0)
-            c, u = percentiles(ns), percentiles(un)
-            out["at"][str(p)] = {"cached_tokens_per_s": 1e3 / c["p50"], "cached_ms": c,
-                                 "uncached_tokens_per_s": 1e3 / u["p50"], "uncached_ms": u,
-                                 "context": min(p, length)}
-    rates = [v["cached_tokens_per_s"] for v in out["at"].values() if "cached_tokens_per_s" in v]
-    if rates:
-        out["cached_min_tokens_per_s"] = min(rates)
-        out["cached_flatness"] = max(rates) / min(rates)
-        out["meets_500_tokens_per_s"] = min(rates) >= 500
-        out["meets_flat_1_5x"] = max(rates) / min(rates) <= 1.5
+            with torch.no_grad():
+                for i in range(p, p + uncached_tokens):
+                    window = torch.from_numpy(stream[max(0, i + 1 - length):i + 1]).unsqueeze(0)
+                    t0 = time.perf_counter_ns()
+                    scripted.model(window)
+                    un.append(time.perf_counter_ns() - t0)
+            u = percentiles(un)
+            row["uncached_tokens_per_s"], row["uncached_ms"] = 1e3 / u["p50"], u
+        out["at"][str(p)] = row
+    for key in ("cached", "onnx_cached"):
+        rates = [v[f"{key}_tokens_per_s"] for v in out["at"].values() if f"{key}_tokens_per_s" in v]
+        if rates:
+            prefix = "" if key == "cached" else "onnx_"
+            out[f"{key}_min_tokens_per_s"] = min(rates)
+            out[f"{key}_flatness"] = max(rates) / min(rates)
+            out[f"{prefix}meets_500_tokens_per_s"] = min(rates) >= 500
+            out[f"{prefix}meets_flat_1_5x"] = max(rates) / min(rates) <= 1.5
     return out
 
 
 def format_report(r: dict) -> str:
-    lines = [f"{r['weights']} (L {r['max_len']}, {r['position']}, 1 thread)",
-             "position   cached tok/s (p50 ms, p99 ms)   uncached tok/s (p50 ms)"]
+    lines = [f"{r['weights']} (L {r['max_len']}, {r['position']}, 1 thread; runtimes: {', '.join(r['runtimes'])})",
+             "position   TorchScript cached tok/s (p50 ms, p99 ms)   ONNX cached tok/s (p50 ms, p99 ms)   "
+             "uncached tok/s (p50 ms)"]
     for p, v in r["at"].items():
         if "skipped" in v:
             lines.append(f"{p:>8}   {v['skipped']}")
             continue
-        lines.append(f"{p:>8}   {v['cached_tokens_per_s']:8.0f} ({v['cached_ms']['p50']:.2f}, "
-                     f"{v['cached_ms']['p99']:.2f})        {v['uncached_tokens_per_s']:8.0f} "
-                     f"({v['uncached_ms']['p50']:.2f})")
-    if "cached_flatness" in r:
-        lines.append(f"cached: min {r['cached_min_tokens_per_s']:.0f} tok/s (target >= 500: "
-                     f"{'yes' if r['meets_500_tokens_per_s'] else 'NO'}), max/min {r['cached_flatness']:.2f} "
-                     f"(target <= 1.5: {'yes' if r['meets_flat_1_5x'] else 'NO'})")
+
+        def col(key: str) -> str:
+            if f"{key}_tokens_per_s" not in v:
+                return f"{'-':>28}"
+            ms = v[f"{key}_ms"]
+            return f"{v[key + '_tokens_per_s']:>14.0f} ({ms['p50']:.2f}, {ms['p99']:.2f})"
+
+        un = (f"{v['uncached_tokens_per_s']:8.0f} ({v['uncached_ms']['p50']:.2f})" if "uncached_tokens_per_s" in v
+              else "-")
+        lines.append(f"{p:>8}   {col('cached')}          {col('onnx_cached')}        {un}")
+    for key, name, prefix in (("cached", "TorchScript", ""), ("onnx_cached", "ONNX", "onnx_")):
+        if f"{key}_flatness" in r:
+            lines.append(f"{name} cached: min {r[key + '_min_tokens_per_s']:.0f} tok/s (target >= 500: "
+                         f"{'yes' if r[prefix + 'meets_500_tokens_per_s'] else 'NO'}), max/min "
+                         f"{r[key + '_flatness']:.2f} (target <= 1.5: {'yes' if r[prefix + 'meets_flat_1_5x'] else 'NO'})")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import click
 RUNS = Path("runs") / "musiclm"
 
 
+from modelkit.cli import format_option, write_onnx
 from modelkit.cli import setup_logging as _logging
 
 
@@ -106,13 +107,20 @@ def eval_cmd(jsb_relative, jsb_absolute, maestro, split, maestro_windows, png, a
               help="Also copy every run of runs/musiclm into checkpoints/musiclm (slim resume checkpoints, "
                    "histories, curves), evaluate the shipped files and write the metrics, the curves and "
                    "the model card musiclm.md.")
-def export_cmd(checkpoint, out, card):
-    """Export a checkpoint as a TorchScript step (token, position, kv_cache) -> (logits, kv_cache)."""
+@format_option
+def export_cmd(checkpoint, out, card, fmt):
+    """Export a checkpoint as a TorchScript step (token, position, kv_cache) -> (logits, kv_cache),
+    and as ONNX beside it (the torch-free runtime)."""
     _logging()
     from musiclm import export
 
-    path = export.export_checkpoint(checkpoint, out)
-    click.echo(f"wrote {path}")
+    if fmt == "onnx":
+        path = (out or export.WEIGHTS_DIR) / export.MODEL_FILE
+    else:
+        path = export.export_checkpoint(checkpoint, out)
+        click.echo(f"wrote {path}")
+    if fmt != "torchscript":
+        write_onnx(export.export_onnx, path)
     if card:
         for p in export.copy_runs(RUNS):
             click.echo(f"copied {p}")

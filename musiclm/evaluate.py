@@ -54,7 +54,7 @@ def load_any(path: Path) -> tuple[Any, str, int]:
     if is_torchscript(path):
         from daemon import runtime
 
-        step = runtime.load_model(path)
+        step = runtime.load_torchscript(path)
         dataset = json.loads(step.vocab_json)["name"].split("-")[0]
         return step.model, ("jsb" if dataset == "jsb" else "maestro"), int(step.max_len)
     ckpt = load_checkpoint(path)

@@ -19,13 +19,14 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from daemon import runtime
 from modelkit.checkpoints import load_checkpoint
 from musiclm import tokenizer as tk
-from musiclm.model import MusicTransformer
+from musiclm.model import MusicTransformer, MusicTransformerConfig
 from musiclm.train import config_from_checkpoint, model_from_checkpoint
 
 log = logging.getLogger("genie.musiclm.export")
@@ -35,6 +36,7 @@ WEIGHTS_DIR = PACKAGE / "weights"
 SHIPPED_CHECKPOINTS = PACKAGE.parent / "checkpoints" / "musiclm"
 RUN_NAMES = ("jsb-relative", "jsb-absolute", "maestro-relative", "maestro-absolute")
 CARD = "musiclm.md"
+MODEL_FILE = "musiclm_maestro.pt"  # the live model
 
 
 class MusicTransformerStep(nn.Module):
@@ -55,6 +57,77 @@ class MusicTransformerStep(nn.Module):
     def forward(self, token: torch.Tensor, position: int, kv_cache: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.step(token, position, kv_cache)
+
+
+class OnnxStep(nn.Module):
+    """``MusicTransformerStep.forward`` for ONNX: the position is a tensor (TorchScript takes an
+    int), so the absolute model's sinusoid is gathered rather than sliced; the rest is ``step``."""
+
+    def __init__(self, model: MusicTransformer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, token: torch.Tensor, position: torch.Tensor, kv_cache: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        x = m.tok(token.unsqueeze(1)) * m.embed_scale  # (B, 1, C)
+        if m.absolute:
+            x = x + m.pos.index_select(0, position.reshape(1)).unsqueeze(0)
+        return m.step_embedded(x, kv_cache)
+
+
+def model_from_artefact(scripted: torch.jit.ScriptModule) -> MusicTransformer:
+    """The eager model rebuilt from an exported ``musiclm_*.pt`` (its sizes read off its weights)."""
+    sd = {k[len("model."):]: v for k, v in scripted.state_dict().items() if k != "model.pos"}
+    inner = scripted.model
+    cfg = MusicTransformerConfig(vocab_size=int(scripted.vocab_size), max_len=int(scripted.max_len),
+                                 n_layer=int(inner.n_layer), n_head=int(inner.n_head),
+                                 d_model=sd["tok.weight"].shape[1], d_ff=sd["blocks.0.mlp.fc.weight"].shape[0],
+                                 position=str(scripted.position))
+    model = MusicTransformer(cfg)
+    model.load_state_dict(sd)  # strict
+    return model.eval()
+
+
+def parity_run(model: runtime.Model, tokens: int = 600) -> list[np.ndarray]:
+    """A performance of ``tokens`` tokens (drawn from the model's own distribution, fixed seed) fed
+    through the cached step, past the context window (the cache slides): every step's token
+    probabilities. The absolute model, trained only up to L, stops at L."""
+    from modelkit.onnx_export import probabilities
+    from musiclm.processor import empty_cache
+
+    step = model.function()
+    if str(model.attr("position")) == "absolute":
+        tokens = min(tokens, int(model.attr("max_len")))
+    rng = np.random.default_rng(0)
+    cache, tok, out = empty_cache(model), 1, []  # 1: BOS in both vocabularies
+    for pos in range(tokens):
+        logits, cache = step(np.array([tok]), pos, cache)
+        out.append(probabilities(logits))
+        tok = int(rng.choice(out[-1].shape[-1], p=out[-1][0]))
+    return out
+
+
+def export_onnx(path: str | Path | None = None) -> list[tuple[Path, float]]:
+    """Write ``NAME.onnx`` beside the exported ``NAME.pt`` (default: the shipped MAESTRO model):
+    [(file, largest difference from TorchScript)]."""
+    from modelkit.onnx_export import OnnxFunction, export_checked
+
+    path = Path(path) if path else WEIGHTS_DIR / MODEL_FILE
+    scripted = runtime.load_torchscript(path)
+    model = model_from_artefact(scripted)
+    cache = model.empty_cache(1)
+    with torch.no_grad():
+        for pos in range(3):
+            _, cache = model.step(torch.tensor([1]), pos, cache)
+    fn = OnnxFunction("forward", OnnxStep(model).eval(), (torch.tensor([1]), torch.tensor(3), cache),
+                      ("token", "position", "kv_cache"), ("logits", "new_cache"),
+                      {"kv_cache": {4: ("cached", 0, model.max_len - 1)}})
+    attrs = {"max_len": model.max_len, "vocab_size": model.cfg.vocab_size, "position": model.cfg.position,
+             "vocab_json": str(scripted.vocab_json), "model.n_layer": model.n_layer,
+             "model.n_head": model.n_head, "model.head_dim": model.head_dim}
+    files, diff = export_checked(path, [fn], attrs, parity_run)
+    return [(f, diff) for f in files]
 
 
 def vocab_of(dataset: str) -> dict:
@@ -127,10 +200,11 @@ def write_card(out_dir: str | Path | None = None, runs: str | Path = SHIPPED_CHE
     out.mkdir(parents=True, exist_ok=True)
     png = out / "musiclm_curves.png"
     result = evaluate.run(None, None, None, split="both", png=png, runs=runs)
-    if (out / "musiclm_maestro.pt").is_file():
+    if (out / MODEL_FILE).is_file():
         from musiclm import bench
 
-        result["bench"] = bench.run(out / "musiclm_maestro.pt")
+        result["onnx"] = {f.name: diff for f, diff in export_onnx(out / MODEL_FILE)}  # beside it, checked
+        result["bench"] = bench.run(out / MODEL_FILE)
     metrics = out / "musiclm_metrics.json"
     metrics.write_text(json.dumps(result, indent=1) + "\n")
     card = out / CARD
@@ -187,6 +261,10 @@ def same_step(runs: str | Path, a: str, b: str) -> dict | None:
             "curve": [(s, hist[a][s], hist[b][s]) for s in common]}
 
 
+ONNX_SEQUENCE = ("a performance of 600 tokens drawn from the model itself (fixed seed), fed through the "
+                 "cached step past the 256-token window, so the cache slides")
+
+
 def render_card(result: dict, runs: str | Path) -> str:
     """The model card (Markdown) from the evaluation and the checkpoints alone."""
     info = {n: _run_info(Path(runs), n) for n in RUN_NAMES}
@@ -232,13 +310,18 @@ def render_card(result: dict, runs: str | Path) -> str:
         " (`musiclm_metrics.json`).",
         "",
     ]
+    from modelkit.onnx_export import card_section
+
+    lines += [card_section(result.get("onnx") or {}, ONNX_SEQUENCE)]
     bench = result.get("bench")
     if bench and bench.get("at"):
         lines += ["## Speed (`genie bench musiclm`, one thread)", "",
-                  "| context position | cached tokens/s | uncached tokens/s (whole window re-run) |", "|---|---|---|"]
+                  "| context position | cached tokens/s, TorchScript | cached tokens/s, ONNX Runtime |"
+                  " uncached tokens/s (whole window re-run) |", "|---|---|---|---|"]
         for p, v in bench["at"].items():
             if "cached_tokens_per_s" in v:
-                lines.append(f"| {p} | {v['cached_tokens_per_s']:.0f} | {v['uncached_tokens_per_s']:.0f} |")
+                onnx = f"{v['onnx_cached_tokens_per_s']:.0f}" if "onnx_cached_tokens_per_s" in v else "-"
+                lines.append(f"| {p} | {v['cached_tokens_per_s']:.0f} | {onnx} | {v['uncached_tokens_per_s']:.0f} |")
         lines += ["", f"Targets: ≥ 500 tokens/s cached ({met(bench.get('meets_500_tokens_per_s'))}), flat within"
                   f" 1.5× from 64 to 1024 (max/min {bench.get('cached_flatness', float('nan')):.2f}:"
                   f" {met(bench.get('meets_flat_1_5x'))}). Measured on the training machine (2 shared cores,"
@@ -296,7 +379,7 @@ def render_card(result: dict, runs: str | Path) -> str:
         "",
         "## The artefacts",
         "",
-        "`musiclm_maestro.pt` (TorchScript, `daemon.runtime.load_model`): `forward(token, position,"
+        "`musiclm_maestro.pt` (TorchScript, `daemon.runtime.load_torchscript`): `forward(token, position,"
         " kv_cache) -> (logits, kv_cache)` and `empty_cache(batch)`; the cache holds the last L-1 tokens"
         " (a sliding window), and relative attention reads the relative embeddings of distances 0..L-1"
         " directly for the new query (no recomputation of the past). The model's attention is"

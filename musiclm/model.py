@@ -237,7 +237,10 @@ class MusicTransformer(nn.Module):
         """One token per row -> (logits (B, V), the new cache). token: (B,) longs at stream
         position ``position`` (0-based; only the absolute model reads it, and it must be < L);
         kv_cache: (layers, 2, B, H, n, Dh), n <= L-1, as returned by the previous step."""
-        x = self._embed(token.unsqueeze(1), position)  # (B, 1, C)
+        return self.step_embedded(self._embed(token.unsqueeze(1), position), kv_cache)
+
+    def step_embedded(self, x: torch.Tensor, kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step`` after the embedding: x (B, 1, C) -> (logits (B, V), the new cache)."""
         ks: list[torch.Tensor] = []
         vs: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):

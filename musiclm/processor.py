@@ -1,7 +1,7 @@
 """``musiclm``: call and response. It listens while you play, and answers the moment you stop.
 
-The exported Music Transformer (``musiclm_maestro.pt``: ``forward(token, position, kv_cache)``, see
-``musiclm.export``) reads the performance encoding (note-on, note-off, 10 ms time shifts,
+The exported Music Transformer (``musiclm_maestro.pt``, or ``musiclm_maestro.onnx`` where torch is
+not installed: ``forward(token, position, kv_cache)``, see ``musiclm.export``) reads the performance encoding (note-on, note-off, 10 ms time shifts,
 velocity bins). Everything here happens on the engine thread except the model, which runs in
 jobs on the processor's own worker (``Context.submit``); their results come back as pieces.
 
@@ -49,6 +49,12 @@ STEP_NS = 10_000_000  # one time shift: 10 ms
 MS = 1_000_000
 
 
+def empty_cache(model: runtime.Model, batch: int = 1) -> np.ndarray:
+    """The key/value cache before the first token, for either runtime: (layers, 2, B, H, 0, Dh)."""
+    return np.zeros((int(model.attr("model.n_layer")), 2, batch, int(model.attr("model.n_head")), 0,
+                     int(model.attr("model.head_dim"))), np.float32)
+
+
 def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float, top_p: float) -> int:
     """One token from logits: temperature, then nucleus (top-p) sampling; 0 temperature: argmax."""
     if temperature <= 1e-3:
@@ -89,14 +95,18 @@ class MusicLMProcessor(BaseProcessor):
 
     def start(self, ctx: Context) -> None:
         super().start(ctx)
-        import torch
-
-        self._torch = torch
         path = Path(self.options["weights"]) if self.options["weights"] else package_file(type(self), MODEL_FILE)
-        self.model = runtime.load_model(path)
-        if int(self.model.vocab_size) != VOCAB:
-            raise ProcessorError(f"model file {path}: not a performance model (vocabulary of "
-                                 f"{int(self.model.vocab_size)}, not {VOCAB})")
+        try:
+            self.model = runtime.load_model(path)
+            path = self.model.path
+            self._step = self.model.function()
+            vocab, self.max_len, position = (int(self.model.attr("vocab_size")), int(self.model.attr("max_len")),
+                                             str(self.model.attr("position")))
+            cache = empty_cache(self.model)
+        except runtime.ModelFileError as exc:
+            raise ProcessorError(str(exc)) from None
+        if vocab != VOCAB:
+            raise ProcessorError(f"model file {path}: not a performance model (vocabulary of {vocab}, not {VOCAB})")
         if not 1 <= self.options["channel"] <= 16:
             raise ProcessorError("option 'channel' of processor 'musiclm' must be 1-16")
         self.channel = self.options["channel"] - 1
@@ -110,23 +120,19 @@ class MusicLMProcessor(BaseProcessor):
         self.answer = None  # the answer job
         self.answer_end_ns = 0  # when the last note it queued is due
         self.answers = self.cut = 0
-        with torch.inference_mode():
-            cache = self.model.empty_cache(1)
-            runtime.warm_up(lambda: self.model(torch.tensor([BOS]), 0, cache), 10)
-            self.logits, self.cache = self._feed_tokens([BOS], 0, cache)
+        runtime.warm_up(lambda: self._step(np.array([BOS]), 0, cache), 10)
+        self.logits, self.cache = self._feed_tokens([BOS], 0, cache)
         self.position = 1
-        log.info("musiclm %s: context %d tokens (%s positions); answers after %.0f ms of silence",
-                 path, int(self.model.max_len), self.model.position, self.options["silence_ms"])
+        log.info("musiclm %s (%s): context %d tokens (%s positions); answers after %.0f ms of silence",
+                 path, self.model.format, self.max_len, position, self.options["silence_ms"])
 
     # ---- the model (run on the worker: reads only its arguments) --------------------------------
 
     def _feed_tokens(self, tokens: list[int], position: int, cache):
-        torch = self._torch
         logits = None
-        with torch.inference_mode():
-            for i, tok in enumerate(tokens):
-                logits, cache = self.model(torch.tensor([tok]), position + i, cache)
-        return logits[0].numpy(), cache
+        for i, tok in enumerate(tokens):
+            logits, cache = self._step(np.array([tok]), position + i, cache)
+        return logits[0], cache
 
     # ---- listening -----------------------------------------------------------------------------
 
@@ -220,7 +226,7 @@ class MusicLMProcessor(BaseProcessor):
 
     def _answer_job(self, logits: np.ndarray, cache, position: int, start_ns: int, rng: np.random.Generator):
         o = self.options
-        torch, model, ch = self._torch, self.model, self.channel
+        step, ch = self._step, self.channel
         length = round(o["length_s"] * 1e9)
         max_note = round(o["max_note_s"] * 1e9)
         lookahead = round(o["lookahead_s"] * 1e9)
@@ -235,51 +241,50 @@ class MusicLMProcessor(BaseProcessor):
             vel, notes, started = 64, 0, False
             sounding: dict[int, int] = {}  # pitch -> onset (ns into the answer)
             pos = position
-            with torch.inference_mode():
-                while not token.cancelled:
-                    mask = vel_mask.copy()
-                    if len(sounding) >= o["polyphony"]:
-                        mask[TOK_NOTE_ON:TOK_NOTE_OFF] = True
-                    lg = np.where(mask, -np.inf, logits)
-                    tok = sample(lg, rng, o["temperature"], o["top_p"])
-                    out: list[Out] = []
-                    if tok == EOS:
-                        break
-                    if TOK_SHIFT <= tok < TOK_VELOCITY:
-                        k = tok - TOK_SHIFT + 1
-                        if not started:  # the first note comes within first_gap_ms
-                            k = min(k, max(first_gap - t // STEP_NS, 0))
-                        t += k * STEP_NS
-                        for p, onset in list(sounding.items()):
-                            if t - onset >= max_note:
-                                del sounding[p]
-                                out.append(Out(start_ns + onset + max_note, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True))
-                        if t >= length:
-                            break
-                    elif TOK_VELOCITY <= tok:
-                        vel = 4 * (tok - TOK_VELOCITY) + 2
-                    elif TOK_NOTE_ON <= tok < TOK_NOTE_OFF:
-                        p = tok - TOK_NOTE_ON
-                        if p in sounding:
-                            out.append(Out(start_ns + t, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True))
-                        sounding[p] = t
-                        started = True
-                        notes += 1
-                        out.append(Out(start_ns + t, (NOTE_ON | ch, p, vel), voice="answer", keep_channel=True))
-                    elif TOK_NOTE_OFF <= tok < TOK_SHIFT:
-                        p = tok - TOK_NOTE_OFF
-                        if p in sounding:
+            while not token.cancelled:
+                mask = vel_mask.copy()
+                if len(sounding) >= o["polyphony"]:
+                    mask[TOK_NOTE_ON:TOK_NOTE_OFF] = True
+                lg = np.where(mask, -np.inf, logits)
+                tok = sample(lg, rng, o["temperature"], o["top_p"])
+                out: list[Out] = []
+                if tok == EOS:
+                    break
+                if TOK_SHIFT <= tok < TOK_VELOCITY:
+                    k = tok - TOK_SHIFT + 1
+                    if not started:  # the first note comes within first_gap_ms
+                        k = min(k, max(first_gap - t // STEP_NS, 0))
+                    t += k * STEP_NS
+                    for p, onset in list(sounding.items()):
+                        if t - onset >= max_note:
                             del sounding[p]
-                            out.append(Out(start_ns + t, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True))
-                    yield out or None
-                    if notes >= o["length_notes"] and not sounding:
+                            out.append(Out(start_ns + onset + max_note, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True))
+                    if t >= length:
                         break
-                    lg_t, cache = model(torch.tensor([tok]), pos, cache)
-                    logits = lg_t[0].numpy()
-                    pos += 1
-                    while start_ns + t - now() > lookahead and not token.cancelled:  # far enough ahead
-                        token.pause(0.01)
-                        yield None
+                elif TOK_VELOCITY <= tok:
+                    vel = 4 * (tok - TOK_VELOCITY) + 2
+                elif TOK_NOTE_ON <= tok < TOK_NOTE_OFF:
+                    p = tok - TOK_NOTE_ON
+                    if p in sounding:
+                        out.append(Out(start_ns + t, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True))
+                    sounding[p] = t
+                    started = True
+                    notes += 1
+                    out.append(Out(start_ns + t, (NOTE_ON | ch, p, vel), voice="answer", keep_channel=True))
+                elif TOK_NOTE_OFF <= tok < TOK_SHIFT:
+                    p = tok - TOK_NOTE_OFF
+                    if p in sounding:
+                        del sounding[p]
+                        out.append(Out(start_ns + t, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True))
+                yield out or None
+                if notes >= o["length_notes"] and not sounding:
+                    break
+                lg_t, cache = step(np.array([tok]), pos, cache)
+                logits = lg_t[0]
+                pos += 1
+                while start_ns + t - now() > lookahead and not token.cancelled:  # far enough ahead
+                    token.pause(0.01)
+                    yield None
             yield [Out(start_ns + t, (NOTE_OFF | ch, p, 0), voice="answer", keep_channel=True)
                    for p in sorted(sounding)] or None
 

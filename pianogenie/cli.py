@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from modelkit.cli import format_option, write_onnx
 from modelkit.cli import setup_logging as _logging
 
 DEFAULT_RUN = Path("runs") / "pianogenie"
@@ -130,14 +131,18 @@ def buttons_cmd(midi_file, weights, midi_out, png_out):
 @click.option("--card", is_flag=True,
               help="Also evaluate beside the baseline (runs/pianogenie/baseline) and write the "
                    "metrics, the loss curve and the model card; --checkpoint's folder is the run.")
-def export_cmd(checkpoint, out, card):
-    """Export a checkpoint's decoder step and encoder as TorchScript for the processor."""
+@format_option
+def export_cmd(checkpoint, out, card, fmt):
+    """Export a checkpoint's decoder step and encoder as TorchScript for the processor, and the
+    decoder as ONNX beside it (the torch-free runtime)."""
     _logging()
     from pianogenie import export
 
     if card:
         export.ship(checkpoint.parent, DEFAULT_RUN / "baseline", out, which=checkpoint.name)
         click.echo(f"wrote the weights, metrics, loss curve and card in {out or export.WEIGHTS_DIR}")
-        return
-    for p in export.export_checkpoint(checkpoint, out):
-        click.echo(f"wrote {p}")
+    elif fmt != "onnx":
+        for p in export.export_checkpoint(checkpoint, out):
+            click.echo(f"wrote {p}")
+    if fmt != "torchscript":
+        write_onnx(export.export_onnx, out)

@@ -165,7 +165,7 @@ def load_shipped(weights_dir: str | Path | None = None) -> tuple[PianoGenie, dic
     from pianogenie.export import DECODER_FILE, ENCODER_FILE, WEIGHTS_DIR
 
     d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    dec, enc = runtime.load_model(d / DECODER_FILE), runtime.load_model(d / ENCODER_FILE)
+    dec, enc = runtime.load_torchscript(d / DECODER_FILE), runtime.load_torchscript(d / ENCODER_FILE)
     cfg = PianoGenieConfig(num_keys=int(dec.num_keys), num_buttons=int(dec.num_buttons),
                            num_dt=int(dec.num_dt), rnn_dim=int(dec.hidden), rnn_layers=int(dec.num_layers))
     state = {(k if k.startswith("decoder.") else f"decoder.{k}"): v for k, v in dec.state_dict().items()}

@@ -8,6 +8,9 @@ Two TorchScript artefacts (written through ``daemon.runtime.save_model``, script
   state is explicit: the daemon carries it, the artefact holds none.
 - ``pianogenie_encoder.pt``: ``forward(keys, dt) -> buttons`` ([1, T] longs -> [1, T] in 0..7),
   for ``genie buttons FILE.mid``.
+
+Beside the decoder, the same function as ONNX (``pianogenie_decoder.onnx``, :func:`export_onnx`) for
+the torch-free runtime, checked against the TorchScript over a whole song of presses.
 """
 
 from __future__ import annotations
@@ -88,6 +91,68 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
     return export_model(model_from_checkpoint(load_checkpoint(checkpoint)), out_dir or WEIGHTS_DIR)
 
 
+# ---- ONNX beside the TorchScript artefacts ----------------------------------------------------
+
+
+def _decoder_from(scripted: torch.jit.ScriptModule) -> DecoderStep:
+    """The eager decoder step rebuilt from its TorchScript artefact (strict load). Artefacts
+    exported before ``DecoderStep`` wrapped ``Decoder`` hold its layers at the top level."""
+    from pianogenie.model import PianoGenieConfig
+
+    sd = {k if k.startswith("decoder.") else f"decoder.{k}": v for k, v in scripted.state_dict().items()}
+    layers = len([k for k in sd if k.startswith("decoder.lstm.weight_ih_l")])
+    cfg = PianoGenieConfig(num_keys=int(scripted.num_keys), num_dt=int(scripted.num_dt),
+                           num_buttons=int(scripted.num_buttons),
+                           rnn_dim=int(sd["decoder.lstm.weight_hh_l0"].shape[1]), rnn_layers=layers)
+    step = DecoderStep(Decoder(cfg))
+    step.load_state_dict(sd)
+    return step.eval()
+
+
+def decoder_parity_run(model: runtime.Model, presses: int = 300) -> list[np.ndarray]:
+    """A song of ``presses`` presses (buttons and gaps drawn from a fixed seed) through the decoder,
+    its state carried as the daemon does, each press also as the look-ahead's batch of all buttons
+    at two gaps: the key probabilities of every row."""
+    from modelkit.onnx_export import probabilities
+
+    step = model.function()
+    n, layers, hidden = int(model.attr("num_buttons")), int(model.attr("num_layers")), int(model.attr("hidden"))
+    rng = np.random.default_rng(0)
+    h = c = np.zeros((layers, 1, hidden), np.float32)
+    prev, out = int(model.attr("num_keys")), []
+    for _ in range(presses):
+        b, dt = int(rng.integers(n)), int(rng.integers(int(model.attr("num_dt"))))
+        rows = step(np.tile(np.arange(n), 2), np.full(2 * n, prev), np.repeat([dt, max(dt - 1, 0)], n),
+                    np.repeat(h, 2 * n, 1), np.repeat(c, 2 * n, 1))
+        logits, h, c = step(np.array([b]), np.array([prev]), np.array([dt]), h, c)
+        out += [probabilities(rows[0]), probabilities(logits)]
+        prev = int(np.argmax(out[-1][0]))
+    return out
+
+
+def export_onnx(weights_dir: str | Path | None = None) -> list[tuple[Path, float]]:
+    """Write ``pianogenie_decoder.onnx`` beside the TorchScript decoder in ``weights_dir``:
+    [(file, largest difference from TorchScript)]. The encoder stays TorchScript only: it serves
+    ``genie buttons`` (a whole file at once, not the daemon), and torch 2.13's export fixes the
+    length of its two-layer bidirectional LSTM to the example's (the exporter refuses such a graph)."""
+    from modelkit.onnx_export import OnnxFunction, export_checked
+
+    d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    dec_ts = runtime.load_torchscript(d / DECODER_FILE)
+    dec = _decoder_from(dec_ts)
+    n, layers, hidden = dec.num_buttons, dec.num_layers, dec.hidden
+    batch = ("rows", 1, 1024)  # one press, or the look-ahead's rows of every button
+    h0 = torch.zeros(layers, 2 * n, hidden)
+    dec_fn = OnnxFunction("forward", dec, (torch.arange(2 * n) % n, torch.full((2 * n,), dec.num_keys),
+                                          torch.zeros(2 * n, dtype=torch.long), h0, h0.clone()),
+                          ("button", "prev_key", "dt", "h", "c"), ("logits", "h_out", "c_out"),
+                          {"button": {0: batch}, "prev_key": {0: batch}, "dt": {0: batch},
+                           "h": {1: batch}, "c": {1: batch}})
+    attrs = {k: getattr(dec, k) for k in ("num_keys", "num_dt", "num_buttons", "num_layers", "hidden")}
+    files, diff = export_checked(d / DECODER_FILE, [dec_fn], attrs, decoder_parity_run)
+    return [(f, diff) for f in files]
+
+
 # ---- genie buttons FILE.mid ------------------------------------------------------------------
 
 
@@ -97,7 +162,7 @@ def buttons_for_file(midi_file: str | Path, weights: str | Path | None = None) -
     keep = (pitches >= data.LOWEST_PITCH) & (pitches < data.LOWEST_PITCH + data.NUM_KEYS)
     times, pitches = times[keep], pitches[keep]
     keys, dt = data.encode(times, pitches)
-    encoder = runtime.load_model(weights or WEIGHTS_DIR / ENCODER_FILE)
+    encoder = runtime.load_torchscript(weights or WEIGHTS_DIR / ENCODER_FILE)
     with torch.no_grad():
         buttons = encoder(torch.from_numpy(keys)[None], torch.from_numpy(dt)[None])[0] if len(keys) \
             else torch.zeros(0, dtype=torch.long)
@@ -208,6 +273,7 @@ def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | 
     out = Path(out_dir) if out_dir else WEIGHTS_DIR
     ckpt = load_checkpoint(model_run / which)
     export_model(model_from_checkpoint(ckpt), out)
+    onnx = {f.name: diff for f, diff in export_onnx(out)}  # beside it, checked
     result = evaluate.run(model_run / which, baseline_run / "best.pt", perf=perf, player_seeds=player_seeds)
     latest = load_checkpoint(model_run / "ckpt.pt")
     base_latest = load_checkpoint(baseline_run / "ckpt.pt")
@@ -220,6 +286,7 @@ def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | 
                       "model_last_train": next((h for h in reversed(latest["history"]) if "range" in h), {}),
                       "data": latest.get("meta", {}).get("counts") or latest.get("data", {}), "config": latest["config"],
                       "model_args": latest["model_args"], "torch": latest.get("torch", "")}
+    result["onnx"] = onnx
     (out / "pianogenie_metrics.json").write_text(json.dumps(result, indent=1))
     (out / "pianogenie.md").write_text(model_card(result))
     return result
@@ -274,7 +341,13 @@ nothing audible (those notes play on the end buttons either way); passing the gr
 """
 
 
+ONNX_SEQUENCE = ("a song of 300 presses (buttons and gaps from a fixed seed), the state carried from "
+                 "press to press, each press also as the look-ahead's batch of 16 rows")
+
+
 def model_card(r: dict) -> str:
+    from modelkit.onnx_export import card_section
+
     m, b, runs = r["model"], r.get("baseline", {}), r["runs"]
     last = runs.get("model_last_train", {})
     counts = runs["data"]
@@ -364,7 +437,7 @@ the way the button moves **{player['contour_agreement']:.1%}** of the time ({mel
 
 Button use on the test split (buttons 0-7): {m['button_counts']}.
 {_gold_paragraph(m.get('gold'))}{_range_paragraph(m.get('range'))}
-## Limits
+{card_section(r.get('onnx') or {}, ONNX_SEQUENCE)}## Limits
 
 - Trained far less than the paper's model (see the step count and the curve); where a target above
   says "not met", that is the gap still to close by training on.

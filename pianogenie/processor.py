@@ -17,7 +17,8 @@ is drawn after the chord's lower notes only, and the model's memory is rebuilt i
 Options restrict the output to a key/scale and a pitch range (the distribution is renormalised
 over the allowed keys), offer a 4-button mode (buttons 0-3 play the model's buttons 0, 2, 5, 7),
 and reset the model's memory with a button combination or a controller. Sustain (CC 64) passes
-through. The artefact is loaded through ``daemon.runtime`` only.
+through. The artefact (TorchScript, or ONNX where torch is not installed) is loaded through
+``daemon.runtime`` only; the processor works in numpy.
 """
 
 from __future__ import annotations
@@ -146,30 +147,27 @@ class PianoGenieProcessor(BaseProcessor):
             raise ProcessorError(f"processor {self.name!r}: no key of scale {opts['scale']!r} lies "
                                  f"in {opts['low']}..{opts['high']}")
 
-        import torch
-
         from daemon import runtime
 
-        self._torch = torch
         path = (Path(opts["weights"]).expanduser() if opts["weights"]
                 else package_file(type(self), self.model_files[0]))
         try:
-            self.step = runtime.load_model(path)
-            self.num_buttons = int(self.step.num_buttons)
-            sizes = (int(self.step.num_keys), int(self.step.num_dt))  # read from the artefact
-            self.step.init_state(1)
+            model = runtime.load_model(path)
+            path = model.path
+            self.step = model.function()
+            self.num_buttons = int(model.attr("num_buttons"))
+            sizes = (int(model.attr("num_keys")), int(model.attr("num_dt")))  # read from the artefact
+            self._state_shape = (int(model.attr("num_layers")), 1, int(model.attr("hidden")))
         except runtime.ModelFileError as exc:
-            raise ProcessorError(str(exc)) from None
-        except (AttributeError, RuntimeError) as exc:
-            raise ProcessorError(f"model file {path}: not a Piano Genie decoder ({exc})") from None
+            raise ProcessorError(f"{exc} (not a Piano Genie decoder?)" if "has no" in str(exc) else str(exc)) from None
         if self.num_buttons != 8:
             raise ProcessorError(f"model file {path}: a decoder for {self.num_buttons} buttons, not 8")
         if sizes != (NUM_KEYS, NUM_DT):
             raise ProcessorError(f"model file {path}: a decoder for {sizes[0]} keys and {sizes[1]} "
                                  f"time buckets, not {NUM_KEYS} and {NUM_DT}")
         self._temperature = opts["temperature"] if opts["temperature"] >= 1e-3 else 0.0  # below: argmax
-        self._mask = torch.from_numpy(np.where(self.allowed, 0.0, -np.inf).astype(np.float32))
-        self._buttons = torch.arange(self.num_buttons)
+        self._mask = np.where(self.allowed, 0.0, -np.inf).astype(np.float32)
+        self._buttons = np.arange(self.num_buttons)
         self._rng = ctx.rng()
         self._held: dict[tuple[str, int], int] = {}  # (source, input button) -> MIDI pitch
         self._down: set[int] = set()  # input buttons held, for the reset combination
@@ -177,17 +175,19 @@ class PianoGenieProcessor(BaseProcessor):
         self._inflight: tuple | None = None  # (generation, buckets) a worker is computing
         self.reset()
         runtime.warm_up(lambda: self._rows(NUM_DT - 1, NUM_DT - 1), self.warmup_calls)
-        h, c = self.step.init_state(1)
-        with torch.inference_mode():
-            runtime.check_finite(self.step(self._buttons[:1], torch.tensor([START_KEY]),
-                                           torch.tensor([NUM_DT - 1]), h, c), f"model file {path}")
+        h, c = self._initial_state()
+        runtime.check_finite(self.step(self._buttons[:1], np.array([START_KEY]), np.array([NUM_DT - 1]), h, c),
+                             f"model file {path}")
         self._ready = {}
-        log.info("pianogenie decoder %s: %d buttons%s, temperature %g", path, self.num_buttons,
+        log.info("pianogenie decoder %s (%s): %d buttons%s, temperature %g", path, model.format, self.num_buttons,
                  " (4-button mode)" if opts["buttons"] == 4 else "", opts["temperature"])
+
+    def _initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(self._state_shape, np.float32), np.zeros(self._state_shape, np.float32)
 
     def reset(self) -> None:
         """Forget the performance: a fresh LSTM state, the start symbol, no previous press."""
-        self.h, self.c = self.step.init_state(1)
+        self.h, self.c = self._initial_state()
         self.prev_key = START_KEY
         self.last_press_ns: int | None = None
         self._ready: dict[int, ReadyRows] = {}
@@ -200,11 +200,11 @@ class PianoGenieProcessor(BaseProcessor):
     def _distribution(self, logits) -> tuple[np.ndarray, np.ndarray]:
         """Logits [N, 88] -> (probabilities over the allowed keys at the temperature, argmax).
         At temperature 0 the probabilities are those at temperature 1, used only to rank."""
-        torch = self._torch
         masked = logits + self._mask
-        z = masked - masked.max(-1, keepdim=True).values  # 0 at the best key, -inf off the scale
+        z = masked - masked.max(-1, keepdims=True)  # 0 at the best key, -inf off the scale
         t = self._temperature
-        return torch.softmax(z / (t if t > 0 else 1.0), -1).numpy(), masked.argmax(-1).numpy()
+        e = np.exp(z / (t if t > 0 else 1.0))
+        return e / e.sum(-1, keepdims=True), masked.argmax(-1)
 
     def _rows(self, *buckets: int) -> list[ReadyRows]:
         """All buttons' next-key distributions for each bucket, in one batched step."""
@@ -212,16 +212,12 @@ class PianoGenieProcessor(BaseProcessor):
 
     def _rows_from(self, h0, c0, prev_key: int, buckets) -> list[ReadyRows]:
         """``_rows`` from a given state: safe on the worker thread (reads no mutable state)."""
-        torch = self._torch
         n, nb = self.num_buttons, len(buckets)
-        with torch.inference_mode():
-            button = self._buttons.repeat(nb)
-            prev = torch.full((n * nb,), prev_key, dtype=torch.long)
-            dt = torch.tensor(buckets, dtype=torch.long).repeat_interleave(n)
-            h = h0.expand(-1, n * nb, -1).contiguous()
-            c = c0.expand(-1, n * nb, -1).contiguous()
-            logits, h, c = self.step(button, prev, dt, h, c)
-            probs, best = self._distribution(logits)
+        button = np.tile(self._buttons, nb)
+        prev = np.full(n * nb, prev_key, dtype=np.int64)
+        dt = np.repeat(np.asarray(buckets, dtype=np.int64), n)
+        logits, h, c = self.step(button, prev, dt, np.repeat(h0, n * nb, 1), np.repeat(c0, n * nb, 1))
+        probs, best = self._distribution(logits)
         return [ReadyRows(b, probs[i * n:(i + 1) * n], best[i * n:(i + 1) * n],
                           h[:, i * n:(i + 1) * n], c[:, i * n:(i + 1) * n])
                 for i, b in enumerate(buckets)]
@@ -291,13 +287,11 @@ class PianoGenieProcessor(BaseProcessor):
 
     def _feed(self, button: int, dt: int, key: int | None) -> int:
         """One decoder step from the current state: draw the key (or take ``key``), advance."""
-        torch = self._torch
-        with torch.inference_mode():
-            logits, self.h, self.c = self.step(torch.tensor([button]), torch.tensor([self.prev_key]),
-                                               torch.tensor([dt]), self.h, self.c)
-            if key is None:
-                probs, best = self._distribution(logits)
-                key = self._draw(probs[0], int(best[0]))
+        logits, self.h, self.c = self.step(np.array([button]), np.array([self.prev_key]), np.array([dt]),
+                                           self.h, self.c)
+        if key is None:
+            probs, best = self._distribution(logits)
+            key = self._draw(probs[0], int(best[0]))
         self.prev_key = key
         return key
 

@@ -100,7 +100,7 @@ def test_export_parity_with_eager(tmp_path):
     torch.manual_seed(0)
     m = DrumVAE(TINY).eval()
     export.export_model(m, ["a", "b"], tmp_path)
-    art = runtime.load_model(tmp_path / export.MODEL_FILE)
+    art = runtime.load_torchscript(tmp_path / export.MODEL_FILE)
     x = torch.from_numpy(data.synthetic(3, styles=("a", "b")).features())
     which, eps = torch.tensor([0, 1, 2]), torch.randn(3, 8)
     with torch.no_grad():

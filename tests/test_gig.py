@@ -168,7 +168,7 @@ def test_a_model_file_full_of_nan_is_refused_with_one_line(tmp_path, monkeypatch
     from daemon import runtime
     from daemon.cli import main
 
-    shipped = runtime.load_model(Path(__file__).resolve().parents[1] / "pianogenie" / "weights" / "pianogenie_decoder.pt")
+    shipped = runtime.load_torchscript(Path(__file__).resolve().parents[1] / "pianogenie" / "weights" / "pianogenie_decoder.pt")
     with torch.no_grad():
         for p in shipped.parameters():
             p.fill_(float("nan"))

@@ -120,7 +120,7 @@ def test_export_parity(tmp_path, position):
 
     m = tiny(position)
     path = export_model(m, tmp_path / "step.pt", {"name": "test"})
-    loaded = runtime.load_model(path)
+    loaded = runtime.load_torchscript(path)
     idx = torch.randint(0, 40, (1, 12))
     with torch.no_grad():
         full, _ = m(idx)

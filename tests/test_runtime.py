@@ -1,4 +1,4 @@
-"""``daemon.runtime``: loading exported (TorchScript) models, threads, warm-up, GC."""
+"""``daemon.runtime``: loading exported TorchScript models, threads, warm-up, GC (ONNX: test_onnx_runtime.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def scripted_file(tmp_path):
 
 def test_load_model_gives_the_same_outputs(tmp_path):
     module, path = scripted_file(tmp_path)
-    loaded = runtime.load_model(path)
+    loaded = runtime.load_torchscript(path)
     assert isinstance(loaded, torch.jit.ScriptModule)
     assert not loaded.training  # eval mode: dropout is off, so outputs are deterministic
     x, state = torch.randn(2, 4), torch.zeros(2, 3)
@@ -58,7 +58,7 @@ def test_save_model_round_trips(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exporting through runtime is quiet too
         runtime.save_model(module, path)
-        loaded = runtime.load_model(path)
+        loaded = runtime.load_torchscript(path)
     x, state = torch.randn(1, 4), torch.ones(1, 3)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, state)[0], module(x, state)[0])
@@ -148,7 +148,7 @@ def test_warm_up_calls_the_step_n_times():
 
 def test_warm_up_runs_a_loaded_model(tmp_path):
     _, path = scripted_file(tmp_path)
-    model = runtime.load_model(path)
+    model = runtime.load_torchscript(path)
     module, _ = scripted_file(tmp_path)
     x, state = torch.ones(1, 4), torch.zeros(1, 3)
     calls = []
@@ -188,7 +188,7 @@ def test_warm_up_refuses_a_model_with_nan_outputs(tmp_path):
             p.fill_(float("nan"))
     path = tmp_path / "nan.pt"
     runtime.save_model(module, path)
-    model = runtime.load_model(path)
+    model = runtime.load_torchscript(path)
     x, state = torch.zeros(1, 4), torch.zeros(1, 3)
     with torch.no_grad(), pytest.raises(runtime.ModelFileError, match="not finite"):
         runtime.warm_up(lambda: model(x, state), 3)

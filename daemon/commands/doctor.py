@@ -103,6 +103,25 @@ def check_processors() -> list[Finding]:
     return out
 
 
+def check_runtime() -> list[Finding]:
+    """Which runtimes can run the models (found, not imported: importing torch takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for module, dist, what in (("torch", "torch", "TorchScript (.pt, the default)"),
+                               ("onnxruntime", "onnxruntime", "ONNX Runtime (.onnx)")):
+        if importlib.util.find_spec(module) is not None:
+            try:
+                found.append(f"{what} via {dist} {version(dist)}")
+            except PackageNotFoundError:
+                found.append(f"{what} via {dist}")
+    if not found:
+        return [Finding("warn", "no model runtime: only thru and markov can play",
+                        "pip install 'genie-midi[onnx]' (light) or 'genie-midi[torch]'")]
+    note = "" if len(found) == 2 else (": the .onnx files play" if "ONNX" in found[0] else "")
+    return [Finding("ok", f"models run on {' and '.join(found)}{note}")]
+
+
 def check_permissions() -> list[Finding]:
     from daemon.workers import realtime_allowed
 
@@ -165,7 +184,7 @@ def doctor(state) -> None:
     except Exception as exc:  # doctor reports a bad config instead of stopping at it
         findings.append(Finding("fail", f"{exc}", "fix the config file"))
         api, keyboard = "auto", KeyboardConfig()
-    findings += (check_midi(api) + check_processors() + check_permissions() + check_service()
+    findings += (check_midi(api) + check_processors() + check_runtime() + check_permissions() + check_service()
                  + check_gamepads() + check_keyboards(keyboard))
     marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
     for f in findings:

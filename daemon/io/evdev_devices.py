@@ -1,7 +1,7 @@
 """The evdev device loop: every ``/dev/input`` event node Genie plays from goes through it.
 
 - Opening: ``evdev_available`` and ``open_evdev`` (python-evdev is an optional extra,
-  ``pip install 'genie[evdev]'``, imported only when a device is opened), ``is_event_node``,
+  ``pip install 'genie-midi[evdev]'``, imported only when a device is opened), ``is_event_node``,
   ``device_caps``, and the sysfs reads that tell what a node is without permission to open it.
 - ``DeviceKind``: one kind of device (``GamepadKind`` in ``daemon.io.gamepad``, ``KeyboardKind``
   in ``daemon.io.evdev_keyboard``): the nodes it takes, and the ``Parser`` that turns their events
@@ -59,7 +59,7 @@ def evdev_available() -> str | None:
     try:
         import evdev  # noqa: F401
     except ImportError as exc:
-        return (f"python-evdev is not installed ({exc}): pip install 'genie[evdev]' (builds with "
+        return (f"python-evdev is not installed ({exc}): pip install 'genie-midi[evdev]' (builds with "
                 "gcc and the kernel headers) or apt install python3-evdev")
     return None
 

@@ -587,7 +587,7 @@ def probe_controllers(listen_s: float = 1.0, dev_dir: str = "/dev/input",
         why = evdev_available()
         if why:
             return [("warn", "gamepads: python-evdev is not installed",
-                     ("pip install 'genie[evdev]' (needs gcc and the kernel headers: apt install "
+                     ("pip install 'genie-midi[evdev]' (needs gcc and the kernel headers: apt install "
                       "gcc linux-libc-dev) or apt install python3-evdev"))]
     try:
         found, refused = open_controllers(dev_dir, opener or open_evdev)

@@ -1,6 +1,6 @@
 """Game controllers through SDL's GameController API (macOS, Windows, Linux desktops).
 
-The ``sdl`` extra (``pip install 'genie[sdl]'``: pysdl2 and pysdl2-dll, which bundles the SDL2
+The ``sdl`` extra (``pip install 'genie-midi[sdl]'``: pysdl2 and pysdl2-dll, which bundles the SDL2
 library) reads any controller SDL's mapping database knows, with the same 8-button model as the
 evdev source (``daemon.io.gamepad``): low to high across the pad, left trigger, left shoulder,
 D-pad left, D-pad right, left face button (X), right face button (B), right shoulder, right
@@ -45,7 +45,7 @@ AXIS_MAX_VALUE = 32767
 BUTTONS = {BUTTON_LEFTSHOULDER: 1, BUTTON_DPAD_LEFT: 2, BUTTON_DPAD_RIGHT: 3, BUTTON_X: 4,
            BUTTON_B: 5, BUTTON_RIGHTSHOULDER: 6}  # SDL button -> Genie button
 TRIGGERS = {AXIS_TRIGGERLEFT: 0, AXIS_TRIGGERRIGHT: 7}  # SDL axis -> Genie button
-INSTALL_HINT = "pip install 'genie[sdl]' (pysdl2 and its bundled SDL2 library, pysdl2-dll)"
+INSTALL_HINT = "pip install 'genie-midi[sdl]' (pysdl2 and its bundled SDL2 library, pysdl2-dll)"
 
 
 class SdlPadParser:
