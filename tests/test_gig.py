@@ -506,3 +506,26 @@ def test_a_flood_the_engine_works_through_late_is_not_counted_as_echoes():
     assert g.is_echo(msg, 2 * MS, arrived_ns=1 * MS)  # arrived after it: the echo ...
     assert not g.is_echo(msg, 2 * MS, arrived_ns=1 * MS)  # ... once
 
+
+
+@pytest.mark.jack
+def test_a_second_genie_with_the_same_port_names_logs_the_names_jack_gave_it(rig):
+    from jack_helpers import config_text
+
+    first = rig.genie(config_text('name = "thru"', midi='client_name = "Genie one"'))
+    second = rig.genie(config_text('name = "thru"', midi='client_name = "Genie two"'))
+    assert "ready: Genie in -> [thru] -> Genie out" in first.log  # its own names: nothing to say
+    assert "another program" not in first.log
+    ready = [line for line in second.log.splitlines() if "ready:" in line][0]
+    assert "Genie in-01:Genie in" in ready and "Genie out-01:Genie out" in ready, second.log
+    assert "another program already has a port 'Genie in'" in second.log
+
+
+def test_the_port_jack_renamed_is_told_from_link_clients_and_other_programs():
+    from daemon.io.jack import given_name
+
+    appeared = {"Genie out to FluidSynth:Genie out", "Genie out-01:Genie out", "Other:Genie out"}
+    assert given_name("Genie out", appeared) == "Genie out-01:Genie out"
+    assert given_name("Genie out", {"Genie out:Genie out", "Genie out to X:Genie out"}) == "Genie out:Genie out"
+    assert given_name("Genie in", appeared) is None  # not seen: the name as configured
+    assert given_name("Genie (1)", {"Genie (1)-02:Genie (1)"}) == "Genie (1)-02:Genie (1)"  # names are literal

@@ -291,6 +291,22 @@ def _open_inputs(cfg: Config, engine, evdev_fifo_dir: str | None = None) -> Inpu
     return out
 
 
+def _real_names(names: list[str], appeared: set[str]) -> dict[str, str]:
+    """The full names JACK gave Genie's own ports, where it changed them (a taken client name gets
+    a suffix: a second Genie's "Genie in" is "Genie in-01:Genie in"); one warning each."""
+    from daemon.io.jack import given_name
+
+    real = {}
+    for name in names:
+        given = given_name(name, appeared)
+        if given and given != f"{name}:{name}":
+            real[name] = given
+            log.warning("another program already has a port %r (another Genie?): this Genie's is %r; "
+                        "connect to that name, or give each Genie its own port names (midi.input_port, "
+                        "the outputs)", name, given)
+    return real
+
+
 def _differs_in_ports(old: Config, new: Config) -> str:
     """What a reload cannot change without closing the ports (empty when nothing)."""
     if old.outputs() != new.outputs():
@@ -335,6 +351,14 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     core = build_core(cfg, ThreadedWorkers(counters=counters), counters=counters,
                       send_ahead_ms=send_ahead_ms)
 
+    lister = None  # JACK: which ports appear while Genie opens its own (their real names)
+    if api == "jack":
+        from daemon.io.jack import PortLister
+
+        lister = PortLister.open()
+        if lister is not None:
+            stack.callback(lister.close)
+    before = lister.ports() if lister else set()
     inputs = []  # each port is closed on every way out, also when a later one fails to open
     rtmidi_queue = max(8192, 8 * cfg.midi.queue_limit)
     wanted = [(cfg.midi.input_port, True)] if cfg.midi.input_port else []
@@ -352,6 +376,10 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     for name in cfg.outputs():
         outputs[name] = MidiOutput.open(api, name, cfg.midi.connect)
         stack.callback(outputs[name].close)
+    own = [p.name for p in inputs if p.name == cfg.midi.input_port] + list(outputs)
+    real = _real_names(own, lister.ports() - before) if lister else {}
+    if lister:
+        lister.close()
 
     recorder = None
     record_failed: list = []  # a take not saved whole: exit 1 (after the stack closed it)
@@ -433,8 +461,9 @@ def _run(cfg: Config, api: str, stack: ExitStack, evdev_fifo_dir: str | None = N
     engine.start()
     inputs_.start()
     log.info("ready: %s -> [%s] -> %s (api %s, send-ahead %.2f ms)",
-             ", ".join(p.name for p in inputs) or "keyboard",
-             ", ".join(s.label for s in core.slots), ", ".join(outputs), api, send_ahead_ms)
+             ", ".join(real.get(p.name, p.name) for p in inputs) or "keyboard",
+             ", ".join(s.label for s in core.slots), ", ".join(real.get(o, o) for o in outputs),
+             api, send_ahead_ms)
     notifier.ready(f"playing {', '.join(s.label for s in core.slots)} on {', '.join(outputs)}")
     try:
         engine.wait()

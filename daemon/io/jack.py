@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -253,6 +254,56 @@ class ConnectionWatch:
     def abandon(self) -> None:
         """Forget a client whose server died (closing it could block on the dead server)."""
         self._client = None
+
+
+class PortLister:
+    """One libjack client that lists the server's ports, kept open across Genie's port opening so
+    the ports that appear meanwhile can be told apart (JACK gives a taken client name a suffix:
+    a second Genie's "Genie in" becomes "Genie in-01:Genie in", and says so to no one)."""
+
+    def __init__(self, lib, client: int) -> None:
+        self._lib, self._client = lib, client
+
+    @classmethod
+    def open(cls, server: str | None = None) -> "PortLister | None":
+        lib = _libjack()
+        if lib is None:
+            return None
+        lib.jack_get_ports.restype = ctypes.POINTER(ctypes.c_char_p)
+        lib.jack_get_ports.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong]
+        lib.jack_free.argtypes = [ctypes.c_void_p]
+        status = ctypes.c_int(0)
+        with _quiet_stderr():
+            client = lib.jack_client_open(b"genie-ports", JACK_NO_START_SERVER | JACK_SERVER_NAME,
+                                          ctypes.byref(status), (server or server_name()).encode())
+        return cls(lib, client) if client else None
+
+    def ports(self) -> set[str]:
+        """Full names of every port on the server now."""
+        names = self._lib.jack_get_ports(self._client, None, None, 0)
+        if not names:
+            return set()
+        out, i = set(), 0
+        while names[i]:
+            out.add(names[i].decode(errors="replace"))
+            i += 1
+        self._lib.jack_free(ctypes.cast(names, ctypes.c_void_p))
+        return out
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._lib.jack_client_close(self._client)
+            self._client = None
+
+
+def given_name(name: str, appeared: set[str]) -> str | None:
+    """The full name JACK gave a port Genie opened as ``name`` (client and port both ``name``),
+    among the ports that ``appeared`` while Genie opened its own: ``name:name``, or
+    ``name-NN:name`` where the client name was taken. Other new ports (a link client such as
+    "Genie out to FluidSynth", another program's) are not Genie's port."""
+    pattern = re.compile(rf"{re.escape(name)}(-\d+)?:{re.escape(name)}")
+    mine = sorted(p for p in appeared if pattern.fullmatch(p))
+    return mine[0] if len(mine) == 1 else None
 
 
 def wait_connected(src: str, dst: str | None = None, timeout_s: float = 5.0,
