@@ -84,6 +84,14 @@ Step = tuple[tuple[int, ...], tuple[bool, int]]
 pitch) of the reply it causes)."""
 
 
+def velocity(i: int) -> int:
+    """A player's (release) velocities, 64-126, never the same twice in a row. With one velocity, the note
+    buttons' fast regular cycle (a press every ~3 ms, each key again every ~22 ms) repeats Genie's
+    own output (thru plays a button's note with its velocity) at a steady delay: exactly what the
+    echo guard takes for a DAW loop (daemon/echo.py), and it dropped a quarter of the presses."""
+    return 64 + (i * 37) % 63
+
+
 def stream(kind: str) -> Iterator[Step]:
     """Press, release, next control, endlessly; no message repeats within Genie's echo window."""
     i = 0
@@ -91,7 +99,7 @@ def stream(kind: str) -> Iterator[Step]:
         on = i % 2 == 0
         if kind in ("b", "thru"):
             pitch = 36 + (i // 2) % 24  # 36-59: no button
-            yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, pitch)
+            yield ((0x90, pitch, velocity(i)) if on else (0x80, pitch, velocity(i))), (on, pitch)
         elif kind == "gamepad":
             code, b = PAD_BUTTONS[(i // 2) % len(PAD_BUTTONS)]
             yield (EV_KEY, code, 1 if on else 0), (on, PLAYS[b])
@@ -100,7 +108,7 @@ def stream(kind: str) -> Iterator[Step]:
             pitch = NOTE_BUTTONS[b]
             # A model picks its own pitch: any note-on answers a press, any note-off a release.
             answer = PLAYS[b] if kind == "notes" else None
-            yield ((0x90, pitch, 100) if on else (0x80, pitch, 0)), (on, answer)
+            yield ((0x90, pitch, velocity(i)) if on else (0x80, pitch, velocity(i))), (on, answer)
         else:
             b = (i // 2) % len(CC_BUTTONS)
             yield (0xB0, CC_BUTTONS[b], 127 if on else 0), (on, PLAYS[4 + b])
