@@ -195,6 +195,16 @@ class Daw(threading.Thread):
             self.sent.append(self.client.send((CLOCK,)))
 
 
+def play_phrase(client, pitches=(60, 64, 67, 72, 67, 64), hold_s: float = 0.12, gap_s: float = 0.03,
+                velocity: int = 80) -> None:
+    """A musician's short phrase into Genie: each pitch held ``hold_s``, then ``gap_s`` of rest."""
+    for p in pitches:
+        client.send((NOTE_ON, p, velocity))
+        time.sleep(hold_s)
+        client.send((NOTE_OFF, p, 0))
+        time.sleep(gap_s)
+
+
 def drain(client, quiet_s: float = 0.6, limit_s: float = 20.0):
     """Everything the client receives until ``quiet_s`` passes with nothing (time, message)."""
     out = []

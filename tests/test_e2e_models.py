@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from jack_helpers import NOTE_OFF, NOTE_ON, Daw, config_text, drain, is_on, sounding_after
+from jack_helpers import NOTE_OFF, NOTE_ON, Daw, config_text, drain, is_on, play_phrase, sounding_after
 from offline_helpers import MS, offline_core
 
 from daemon.events import CLOCK, START, STOP, MidiEvent, now_ns
@@ -134,11 +134,7 @@ def test_an_answer_follows_a_phrase_and_stops_when_the_musician_plays(rig, answe
                f'length_notes = 400 }}')
     rig.genie(config_text(f'name = "musiclm"\n{options}', midi="echo_window_ms = 0"))
     c = rig.client()
-    for p in (60, 64, 67, 72, 67, 64):
-        c.send((NOTE_ON, p, 80))
-        time.sleep(0.12)
-        c.send((NOTE_OFF, p, 0))
-        time.sleep(0.03)
+    play_phrase(c)
     quiet_at = now_ns()
     deadline = time.monotonic() + 10
     answer = []

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jack_helpers import NOTE_OFF, NOTE_ON, config_text, drain, is_on, sounding_after
+from jack_helpers import NOTE_OFF, NOTE_ON, config_text, drain, is_on, play_phrase, sounding_after
 
 from daemon.events import CLOCK, START, STOP
 
@@ -91,11 +91,7 @@ def test_an_answer_on_onnx(rig):
                                  midi="echo_window_ms = 0"))
     _runs_on_onnx(proc, "musiclm")
     c = rig.client()
-    for p in (60, 64, 67, 72, 67, 64):
-        c.send((NOTE_ON, p, 80))
-        time.sleep(0.1)
-        c.send((NOTE_OFF, p, 0))
-        time.sleep(0.03)
+    play_phrase(c, hold_s=0.1)
     answer = drain(c, quiet_s=1.5, limit_s=12.0)
     ons = [m for _, m in answer if is_on(m)]
     assert ons and all(m[0] & 0x0F == 1 for m in ons)  # an answer, on its own channel (2)

@@ -235,15 +235,7 @@ class ConnectionWatch:
         port = self._lib.jack_port_by_name(self._client, self.port_name.encode())
         if not port:
             return None
-        names = self._lib.jack_port_get_all_connections(self._client, port)
-        if not names:
-            return set()
-        out, i = set(), 0
-        while names[i]:
-            out.add(names[i].decode(errors="replace"))
-            i += 1
-        self._lib.jack_free(ctypes.cast(names, ctypes.c_void_p))
-        return out
+        return _names(self._lib, self._lib.jack_port_get_all_connections(self._client, port))
 
 
     def close(self) -> None:
@@ -254,6 +246,18 @@ class ConnectionWatch:
     def abandon(self) -> None:
         """Forget a client whose server died (closing it could block on the dead server)."""
         self._client = None
+
+
+def _names(lib, names) -> set[str]:
+    """A NULL-terminated array of port names that libjack allocated, as a set; freed."""
+    if not names:
+        return set()
+    out, i = set(), 0
+    while names[i]:
+        out.add(names[i].decode(errors="replace"))
+        i += 1
+    lib.jack_free(ctypes.cast(names, ctypes.c_void_p))
+    return out
 
 
 class PortLister:
@@ -280,15 +284,7 @@ class PortLister:
 
     def ports(self) -> set[str]:
         """Full names of every port on the server now."""
-        names = self._lib.jack_get_ports(self._client, None, None, 0)
-        if not names:
-            return set()
-        out, i = set(), 0
-        while names[i]:
-            out.add(names[i].decode(errors="replace"))
-            i += 1
-        self._lib.jack_free(ctypes.cast(names, ctypes.c_void_p))
-        return out
+        return _names(self._lib, self._lib.jack_get_ports(self._client, None, None, 0))
 
     def close(self) -> None:
         if self._client is not None:
