@@ -114,7 +114,7 @@ def export_cmd(checkpoint, out, card, note, fmt):
     elif fmt != "onnx":
         for p in export.export_checkpoint(checkpoint, out):
             click.echo(f"wrote {p}")
-    if fmt != "torchscript":
+    if fmt != "torchscript" and not card:  # shipping writes the ONNX files itself
         write_onnx(export.export_onnx, out)
 
 

@@ -119,7 +119,7 @@ def export_cmd(checkpoint, out, card, fmt):
     else:
         path = export.export_checkpoint(checkpoint, out)
         click.echo(f"wrote {path}")
-    if fmt != "torchscript":
+    if fmt != "torchscript" and not (card and path.name == export.MODEL_FILE):  # the card writes it
         write_onnx(export.export_onnx, path)
     if card:
         for p in export.copy_runs(RUNS):
