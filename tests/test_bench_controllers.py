@@ -159,10 +159,10 @@ def test_bench_controllers_json_on_real_ports():
 
 
 def test_a_model_target_accepts_any_pitch_but_the_right_direction():
-    from daemon.bench.controllers import answers, stream
+    from daemon.bench.controllers import answers, stream, velocity
 
     msg, key = next(stream("model"))
-    assert msg == (0x90, 60, 100) and key == (True, None)
+    assert msg == (0x90, 60, velocity(0)) and key == (True, None)
     assert answers((0x90, 77, 100), key)
     assert not answers((0x80, 77, 0), key)
     assert answers((0x80, 62, 0), (False, None))
