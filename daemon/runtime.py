@@ -102,12 +102,20 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def onnx_file(path: str | Path, function: str = "forward") -> Path:
+    """Where the ONNX file of ``function`` of the artefact ``NAME.pt`` (or ``NAME.onnx``) lies:
+    ``NAME.onnx`` for ``forward``, ``NAME.function.onnx`` for any other."""
+    path = Path(path)
+    stem = path.with_suffix("").name
+    return path.with_name(f"{stem}{ONNX_SUFFIX}" if function == "forward" else f"{stem}.{function}{ONNX_SUFFIX}")
+
+
 def choose_file(path: str | Path) -> Path:
     """The artefact to load for ``path``: ``path`` itself, or the ``.onnx`` file beside a ``.pt``
     when torch is not installed or the ``.pt`` file is absent (a torch-free install)."""
     path = Path(path)
     if path.suffix == TORCHSCRIPT_SUFFIX:
-        onnx = path.with_suffix(ONNX_SUFFIX)
+        onnx = onnx_file(path)
         if onnx.is_file() and (not path.exists() or not torch_installed()):
             return onnx
     return path
@@ -120,8 +128,8 @@ def formats_of(path: str | Path) -> dict[str, Path]:
     found = {}
     if path.with_suffix(TORCHSCRIPT_SUFFIX).is_file() and torch_installed():
         found["torchscript"] = path.with_suffix(TORCHSCRIPT_SUFFIX)
-    if path.with_suffix(ONNX_SUFFIX).is_file() and importlib.util.find_spec("onnxruntime") is not None:
-        found["onnx"] = path.with_suffix(ONNX_SUFFIX)
+    if onnx_file(path).is_file() and importlib.util.find_spec("onnxruntime") is not None:
+        found["onnx"] = onnx_file(path)
     return found
 
 
@@ -219,7 +227,7 @@ class OnnxModel(Model):
             raise ModelFileError(f"model file {path}: its constants ({META_ATTRS}) are not JSON") from None
 
     def _file(self, name: str) -> Path:
-        return self.path if name == "forward" else self.path.with_name(f"{self.path.stem}.{name}{ONNX_SUFFIX}")
+        return onnx_file(self.path, name)
 
     def _session(self, name: str) -> tuple[Any, list[str]]:
         if name in self._sessions:

@@ -65,12 +65,6 @@ class Method(nn.Module):
         return getattr(self.inner, self.method)(*args)
 
 
-def onnx_path(torchscript: str | Path, function: str = "forward") -> Path:
-    """Where the ONNX file of ``function`` of the artefact ``torchscript`` (``NAME.pt``) lies."""
-    p = Path(torchscript)
-    return p.with_suffix(runtime.ONNX_SUFFIX) if function == "forward" else p.with_name(f"{p.stem}.{function}{runtime.ONNX_SUFFIX}")
-
-
 @contextlib.contextmanager
 def _quietly() -> Iterator[None]:
     """torch.export and onnxscript talk on stdout, warnings and logging; an export says one line."""
@@ -139,7 +133,7 @@ def export_onnx(torchscript: str | Path, functions: Iterable[OnnxFunction], attr
     function, each carrying the constants ``attrs`` a processor reads with ``Model.attr``."""
     written = []
     for fn in functions:
-        written.append(_export_one(fn, onnx_path(torchscript, fn.name), attrs))
+        written.append(_export_one(fn, runtime.onnx_file(torchscript, fn.name), attrs))
         log.info("wrote %s", written[-1])
     return written
 

@@ -48,7 +48,7 @@ def run(weights: str | Path | None = None, positions: list[int] | tuple[int, ...
     stream = np.random.default_rng(seed).integers(3, vocab, max(positions) + tokens + 1)
     out: dict = {"weights": str(path), "runtimes": sorted(models), "max_len": length, "position": position,
                  "threads": 1, "tokens_timed": tokens, "uncached_tokens_timed": uncached_tokens, "at": {}}
-    scripted = None
+    scripted = torch = None
     if "torchscript" in formats:
         import torch
 
@@ -64,8 +64,6 @@ def run(weights: str | Path | None = None, positions: list[int] | tuple[int, ...
             key = "cached" if fmt == "torchscript" else f"{fmt}_cached"
             row[f"{key}_tokens_per_s"], row[f"{key}_ms"] = 1e3 / c["p50"], c
         if scripted is not None:  # the whole window per token, as the paper's code decodes
-            import torch
-
             un = []
             with torch.no_grad():
                 for i in range(p, p + uncached_tokens):

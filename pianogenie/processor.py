@@ -159,7 +159,7 @@ class PianoGenieProcessor(BaseProcessor):
             sizes = (int(model.attr("num_keys")), int(model.attr("num_dt")))  # read from the artefact
             self._state_shape = (int(model.attr("num_layers")), 1, int(model.attr("hidden")))
         except runtime.ModelFileError as exc:
-            raise ProcessorError(f"{exc} (not a Piano Genie decoder?)" if "has no" in str(exc) else str(exc)) from None
+            raise ProcessorError(str(exc)) from None
         if self.num_buttons != 8:
             raise ProcessorError(f"model file {path}: a decoder for {self.num_buttons} buttons, not 8")
         if sizes != (NUM_KEYS, NUM_DT):

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from daemon import runtime
-from modelkit.onnx_export import OnnxFunction, PARITY_TOLERANCE, Method, export_onnx, max_difference, onnx_path
+from modelkit.onnx_export import OnnxFunction, PARITY_TOLERANCE, Method, export_onnx, max_difference
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -143,7 +143,7 @@ def test_an_axis_the_export_fixed_is_refused(tmp_path):
     fn = OnnxFunction("forward", Fixed(), (torch.zeros(1, 7, 3),), ("x",), ("y",), {"x": {1: ("length", 1, 512)}})
     with pytest.raises(ValueError, match="axis 1 of 'x' came out fixed"):
         export_onnx(pt, [fn], {})
-    assert not onnx_path(pt).exists()
+    assert not runtime.onnx_file(pt).exists()
 
 
 # ---- the shipped models ----------------------------------------------------------------------
@@ -162,7 +162,7 @@ def _shipped():
 def test_shipped_onnx_agrees_with_shipped_torchscript_over_a_whole_sequence(pt, run):
     """A song of 300 presses, 40 grooves under every transform, 600 tokens past the context window:
     what each processor samples from agrees to 1e-5 (and the ONNX file is not stale)."""
-    onnx = onnx_path(pt)
+    onnx = runtime.onnx_file(pt)
     assert onnx.is_file(), f"{onnx.name} is not shipped beside {pt.name}: genie export ... --format onnx"
     diff = max_difference(run(runtime.load_model(pt)), run(runtime.load_model(onnx)))
     assert diff <= PARITY_TOLERANCE, diff

@@ -31,39 +31,35 @@ TARGET_READY_S = 1.0
 TARGET_RSS_MB = 150.0
 
 
-def model_processors() -> list[str]:
-    """Processors installed with model files beside them (the shipped models)."""
-    import importlib.util
-    from importlib.metadata import entry_points
-
-    from daemon.processor import ENTRY_POINT_GROUP, is_model_file
-
-    names = []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        spec = importlib.util.find_spec(ep.module)
-        weights = Path(spec.origin).parent / "weights" if spec and spec.origin else None
-        if ep.name not in names and weights and weights.is_dir() and any(is_model_file(p) and p.name.startswith(ep.name)
-                                                  for p in weights.iterdir()):
-            names.append(ep.name)
-    return names
-
-
-def onnx_weights(name: str) -> Path | None:
-    """A processor's main ONNX file among its shipped weights (``NAME*.onnx``; not a second
-    function's ``NAME.f.onnx``), or None."""
+def _weights_dirs() -> dict[str, Path]:
+    """Each installed processor's ``weights`` folder beside its module (found, not imported)."""
     import importlib.util
     from importlib.metadata import entry_points
 
     from daemon.processor import ENTRY_POINT_GROUP
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            spec = importlib.util.find_spec(ep.module)
-            if spec and spec.origin:
-                found = sorted(p for p in (Path(spec.origin).parent / "weights").glob(f"{name}*.onnx")
-                               if "." not in p.stem)
-                return found[0] if found else None
-    return None
+    dirs = {}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        spec = importlib.util.find_spec(ep.module)
+        if ep.name not in dirs and spec and spec.origin and (Path(spec.origin).parent / "weights").is_dir():
+            dirs[ep.name] = Path(spec.origin).parent / "weights"
+    return dirs
+
+
+def model_processors() -> list[str]:
+    """Processors installed with model files beside them (the shipped models)."""
+    from daemon.processor import is_model_file
+
+    return [name for name, weights in _weights_dirs().items()
+            if any(is_model_file(p) and p.name.startswith(name) for p in weights.iterdir())]
+
+
+def onnx_weights(name: str) -> Path | None:
+    """A processor's main ONNX file among its shipped weights (``NAME*.onnx``; not a second
+    function's ``NAME.f.onnx``), or None."""
+    weights = _weights_dirs().get(name)
+    found = sorted(p for p in weights.glob(f"{name}*.onnx") if "." not in p.stem) if weights else []
+    return found[0] if found else None
 
 
 def _config(workdir: Path, label: str, processors: list[str], weights: dict[str, Path] | None = None) -> Path:
