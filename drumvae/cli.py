@@ -23,7 +23,7 @@ from modelkit.cli import setup_logging as _logging
 @click.command("drumvae")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_RUN, show_default=True,
               help="Run folder for checkpoints, history and loss.png; an existing ckpt.pt there is resumed.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Stop at this step [default: 14000].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Stop at this step [default: 18000].")
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Stop after this much wall time (0: no limit); a checkpoint is written first.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,

@@ -279,6 +279,24 @@ ONNX_SEQUENCE = ("40 grooves (hits, velocities, offsets from a fixed seed), each
                  "transform and decoded free-running and in humanize's forced-hit mode, temperatures 0.5-1.5")
 
 
+def _training_aids(cfg: dict) -> str:
+    """The card's lines on augmentation and scheduled sampling (absent from runs made before them)."""
+    aug, ss = cfg.get("augment") or {}, cfg["model"].get("sched_sampling", 0.0)
+    lines = []
+    if aug.get("bar_mix_p") or aug.get("hit_drop_p"):
+        lines.append(f"- Augmentation (input and target alike): {aug['bar_mix_p']:.0%} of the windows take their "
+                     f"second bar from another training window of the same style; {aug['hit_drop_p']:.0%} lose "
+                     f"{aug['hit_drop_rate']:.0%} of their hits. Trained on the 16.9k windows alone, the model "
+                     "had learned them (training windows reconstructed at 0.94 free-running) more than it had "
+                     "learned to copy a groove (unseen ones at 0.74).\n")
+    if ss:
+        lines.append(f"- Scheduled sampling, parallel (Duckworth et al. 2019): a first teacher-forced pass "
+                     f"without gradients predicts every step, and {ss:.0%} of the steps then see the model's own "
+                     "prediction of the step before instead of the true one, so the decoder learns to go on "
+                     "from its own mistakes, as it must when it plays free-running.\n")
+    return "".join(lines)
+
+
 def model_card(r: dict) -> str:
     from modelkit.onnx_export import card_section
 
@@ -373,7 +391,7 @@ test numbers measure new performances of familiar players, not unseen drummers.
   probabilities {cfg['transform_p']} for reconstruction, humanize (hits only), tap2drum (the loudest
   hit of each step on one lane, with velocity and offset) and tap2drum with fixed velocity (timing
   only); the encoder is told which (one-hot), the target is always the full performance.
-- Adam, peak lr {loop['lr']:g}, {loop['warmup_steps']} warm-up steps, cosine decay to
+{_training_aids(cfg)}- Adam, peak lr {loop['lr']:g}, {loop['warmup_steps']} warm-up steps, cosine decay to
   {loop['lr'] * loop['min_lr_ratio']:g} at step {loop['steps']:,}, gradient clip {loop['grad_clip']},
   batch {cfg['batch_size']} windows, seed {loop['seed']}; torch {run['torch']}, CPU.
 - **Ran {run['latest_step']:,} steps in {run['latest_wall_time_s'] / 60:.0f} min of training wall

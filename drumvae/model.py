@@ -55,6 +55,11 @@ class DrumVAEConfig:
     free_bits: float = 256.0
     beta: float = 0.2  # KL weight above the free bits (GrooVAE: max_beta 0.2, constant)
     dropout: float = 0.3  # between decoder layers (GrooVAE: keep prob. 0.3 at 4 bars); 16.9k windows overfit
+    # Training only: parallel scheduled sampling (Duckworth et al. 2019). A first teacher-forced pass
+    # without gradients predicts every step; each step's previous-step input is then the model's own
+    # prediction with this probability, so the decoder learns to go on from its own mistakes, as it
+    # must when free-running (MusicVAE's 2-bar drums used scheduled sampling too).
+    sched_sampling: float = 0.3
 
     @property
     def step_dim(self) -> int:
@@ -212,9 +217,24 @@ class DrumVAE(nn.Module):
         """Teacher-forced pass: ((hit logits, velocity, offset), loss, terms). x: [B, S, 27]."""
         mu, logvar = self.encode(x, which)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        out = self.decoder(z, style, fill, x)
+        out = self.decoder(z, style, fill, self.scheduled_inputs(z, style, fill, x))
         loss, terms = self.loss(out, x, mu, logvar)
         return out, loss, terms
+
+    def scheduled_inputs(self, z: torch.Tensor, style: torch.Tensor, fill: torch.Tensor, x: torch.Tensor
+                         ) -> torch.Tensor:
+        """The decoder's teacher-forcing sequence: ``x``, or in training with scheduled sampling,
+        ``x`` with some steps replaced by the model's own prediction of them (its hits at threshold
+        0.5, their velocities and offsets), from a teacher-forced pass without gradients."""
+        p = self.cfg.sched_sampling
+        if not self.training or p <= 0:
+            return x
+        with torch.no_grad():
+            logits, vel, off = self.decoder(z, style, fill, x)
+            hit = (logits > 0).to(x.dtype)
+            own = torch.cat([hit, vel * hit, off * hit], -1)
+            use = (torch.rand(x.shape[:2] + (1,), device=x.device) < p).to(x.dtype)
+        return use * own + (1 - use) * x
 
     def loss(self, out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], x: torch.Tensor, mu: torch.Tensor,
              logvar: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

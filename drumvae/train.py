@@ -31,20 +31,39 @@ log = logging.getLogger("genie.drumvae.train")
 
 
 @dataclass
+class Augment:
+    """New training windows made from real ones (the encoder must learn to copy, not to recall 16.9k
+    windows: trained on those alone, training windows reconstruct at 0.94 and unseen ones at 0.74).
+
+    Both the encoder's input and the target change, so every mode learns from them."""
+
+    bar_mix_p: float = 0.5  # share of windows whose second bar is another window's (same style)
+    hit_drop_p: float = 0.3  # share of windows that lose some of their hits
+    hit_drop_rate: float = 0.15  # the fraction of hits such a window loses
+
+
+LEGACY_AUGMENT = {"bar_mix_p": 0.0, "hit_drop_p": 0.0}  # runs saved before augmentation had none
+
+
+@dataclass
 class TrainConfig:
     model: DrumVAEConfig = field(default_factory=DrumVAEConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
-        out_dir="runs/drumvae/model", steps=14_000, lr=1e-3, warmup_steps=200, decay="cosine",
+        out_dir="runs/drumvae/model", steps=18_000, lr=1e-3, warmup_steps=200, decay="cosine",
         min_lr_ratio=0.05, ckpt_every=400, eval_every=400, log_every=50, threads=1))
     batch_size: int = 128  # global batch of windows (split over processes under torchrun)
     # transform drawn per window: reconstruction, humanize, tap2drum, tap2drum fixed velocity
     transform_p: tuple[float, float, float, float] = (0.4, 0.3, 0.15, 0.15)
+    augment: Augment = field(default_factory=Augment)
     eval_windows: int = 512  # validation windows (a fixed, evenly spaced subset)
     data_dir: str = ""  # "" = $GENIE_DATASETS or ../shared/datasets, then groove-midi-v1.0.0
     cache_dir: str = ""  # "" = $XDG_CACHE_HOME/genie/drumvae
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        if "augment" not in d:  # a run saved before these options resumes as it was trained
+            d = {**d, "augment": dict(LEGACY_AUGMENT),
+                 "model": {"sched_sampling": 0.0, **d.get("model", {})}}
         return from_dict(cls, d, "drumvae config")
 
     def to_dict(self) -> dict:
@@ -109,6 +128,8 @@ class DrumTask:
         self.train_x = torch.from_numpy(self.train.features())
         self.train_style = torch.from_numpy(self.train.style.astype(np.int64))
         self.train_fill = torch.from_numpy(self.train.fill.astype(np.int64))
+        styles = self.train.style
+        self.same_style = [np.flatnonzero(styles == s) for s in range(int(styles.max()) + 1)]
         val, which = validation_set(w.subset("validation"), cfg.eval_windows)
         self.val = tensors(val, which)
         self.p = np.asarray(cfg.transform_p, np.float64)
@@ -133,8 +154,23 @@ class DrumTask:
         per = self.cfg.batch_size // world
         idx, which = idx[rank * per:(rank + 1) * per], which[rank * per:(rank + 1) * per]
         t = torch.from_numpy(idx)
-        return {"x": self.train_x[t], "which": torch.from_numpy(which), "style": self.train_style[t],
+        x = self.augment(self.train_x[t], idx, rng)
+        return {"x": x, "which": torch.from_numpy(which), "style": self.train_style[t],
                 "fill": self.train_fill[t]}
+
+    def augment(self, x: torch.Tensor, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """:class:`Augment` applied to a batch ``x`` [B, 32, 27] of training windows ``idx``."""
+        a, n, half = self.cfg.augment, self.cfg.model.num_classes, x.shape[1] // 2
+        x = x.clone()
+        mix = rng.random(len(idx)) < a.bar_mix_p
+        for i in np.flatnonzero(mix):
+            pool = self.same_style[int(self.train.style[idx[i]])]
+            x[i, half:] = self.train_x[int(pool[rng.integers(len(pool))]), half:]
+        drop = (rng.random((len(idx), 1, 1)) < a.hit_drop_p) & (rng.random((len(idx), x.shape[1], n)) < a.hit_drop_rate)
+        if drop.any():
+            keep = torch.from_numpy(~np.tile(drop, (1, 1, 3)))
+            x = x * keep.to(x.dtype)
+        return x
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor], step: int
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -25,8 +25,10 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
 @click.command("pianogenie")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Run folder for checkpoints, history and loss.png [default: runs/pianogenie/model, "
-                   "or runs/pianogenie/baseline with --baseline]. An existing ckpt.pt there is resumed.")
+                   "runs/pianogenie/baseline with --baseline, runs/pianogenie/vq with --vq]. An existing "
+                   "ckpt.pt there is resumed.")
 @click.option("--baseline", is_flag=True, help="Train the paper's baseline: the decoder with no buttons.")
+@click.option("--vq", is_flag=True, help="Train the VQ-VAE option (8 learned codes) in place of the IQAE.")
 @click.option("--steps", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Stop at this step.")
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -41,20 +43,22 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
               help="Datasets root holding asap-maestro-subset [default: $GENIE_DATASETS or ../shared/datasets].")
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache for the prepared notes [default: $XDG_CACHE_HOME/genie/pianogenie].")
-def train_cmd(out, baseline, steps, max_minutes, batch_size, lr, seed, ckpt_every, threads, data, cache):
+def train_cmd(out, baseline, vq, steps, max_minutes, batch_size, lr, seed, ckpt_every, threads, data, cache):
     """Train Piano Genie on MAESTRO (ASAP subset); resumes exactly from the run folder."""
     _logging()
     from pianogenie.model import PianoGenieConfig
     from pianogenie.train import TrainConfig, checkpoint_path, load_checkpoint, train
 
-    out = out or DEFAULT_RUN / ("baseline" if baseline else "model")
+    if baseline and vq:
+        raise click.UsageError("--baseline has no buttons, so no bottleneck: give one of --baseline, --vq")
+    out = out or DEFAULT_RUN / ("baseline" if baseline else "vq" if vq else "model")
     if checkpoint_path(out).is_file():  # the run's own settings win; only where and how long change
         cfg = TrainConfig.from_dict(load_checkpoint(checkpoint_path(out))["config"])
         ctx = click.get_current_context()
         given = {"batch_size": batch_size, "lr": lr, "seed": seed, "ckpt_every": ckpt_every,
-                 "baseline": baseline}
+                 "baseline": baseline, "vq": vq}
         saved = {"batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-                 "ckpt_every": cfg.ckpt_every, "baseline": cfg.model.num_buttons == 0}
+                 "ckpt_every": cfg.ckpt_every, "baseline": cfg.model.num_buttons == 0, "vq": cfg.model.vq}
         ignored = [k for k, v in given.items()
                    if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and saved[k] != v]
         if ignored:
@@ -63,7 +67,8 @@ def train_cmd(out, baseline, steps, max_minutes, batch_size, lr, seed, ckpt_ever
                 ", --".join(k.replace("_", "-") for k in ignored))
         cfg.out_dir, cfg.steps, cfg.max_minutes, cfg.threads = str(out), steps, max_minutes, threads
     else:
-        cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8),
+        cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8,
+                                                                   bottleneck="vq" if vq else "iqae"),
                           steps=steps, batch_size=batch_size, lr=lr, seed=seed, ckpt_every=ckpt_every,
                           eval_every=ckpt_every, threads=threads, max_minutes=max_minutes,
                           data_dir=str(data or ""), cache_dir=str(cache or ""))
@@ -78,18 +83,27 @@ def train_cmd(out, baseline, steps, max_minutes, batch_size, lr, seed, ckpt_ever
 @click.option("--baseline", "baseline_path", type=click.Path(path_type=Path, dir_okay=False),
               default=SHIPPED_BASELINE, show_default=True,
               help="No-button baseline checkpoint ('' to skip; skipped when missing).")
+@click.option("--vq", "vq_path", default="shipped-vq", show_default=True,
+              help="VQ-VAE option: a checkpoint, or 'shipped-vq' (skipped when not shipped); '' to skip.")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the player's measure.")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None)
-def eval_cmd(model_path, baseline_path, split, as_json, seed, data, cache):
-    """Perplexity, contour violations, button usage and accuracy on the test split, model and baseline."""
+def eval_cmd(model_path, baseline_path, vq_path, split, as_json, seed, data, cache):
+    """Perplexity, contour violations, button usage, accuracy and Gold on the test split: the model,
+    the VQ-VAE option and the baseline."""
     _logging()
     from pianogenie import evaluate
+    from pianogenie.export import VQ_DECODER_FILE, WEIGHTS_DIR
 
+    if vq_path == evaluate.SHIPPED_VQ and not (WEIGHTS_DIR / VQ_DECODER_FILE).is_file():
+        vq_path = ""
+    for path in (model_path, vq_path):
+        if path and path not in (evaluate.SHIPPED, evaluate.SHIPPED_VQ) and not Path(path).is_file():
+            raise click.BadParameter(f"{path}: no such checkpoint")
     result = evaluate.run(model_path, baseline_path if str(baseline_path) else None, split=split,
-                          seed=seed, data_dir=data, cache_dir=cache)
+                          seed=seed, data_dir=data, cache_dir=cache, vq_path=vq_path or None)
     click.echo(json.dumps(result, indent=1) if as_json else evaluate.format_report(result))
 
 
@@ -124,25 +138,33 @@ def buttons_cmd(midi_file, weights, midi_out, png_out):
 
 
 @click.command("pianogenie")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              default=DEFAULT_RUN / "model" / "best.pt", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="[default: runs/pianogenie/model/best.pt, runs/pianogenie/vq/best.pt with --vq]")
+@click.option("--vq", is_flag=True, help="The VQ-VAE option: written beside the IQAE as pianogenie_vq_*.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the artefacts [default: the shipped pianogenie/weights].")
 @click.option("--card", is_flag=True,
               help="Also evaluate beside the baseline (runs/pianogenie/baseline) and write the "
                    "metrics, the loss curve and the model card; --checkpoint's folder is the run.")
 @format_option
-def export_cmd(checkpoint, out, card, fmt):
+def export_cmd(checkpoint, vq, out, card, fmt):
     """Export a checkpoint's decoder step and encoder as TorchScript for the processor, and the
     decoder as ONNX beside it (the torch-free runtime)."""
     _logging()
     from pianogenie import export
 
-    if card:
+    checkpoint = checkpoint or DEFAULT_RUN / ("vq" if vq else "model") / "best.pt"
+    if (card or fmt != "onnx") and not checkpoint.is_file():  # --format onnx converts the shipped .pt
+        raise click.BadParameter(f"{checkpoint}: no such checkpoint", param_hint="--checkpoint")
+    if card and vq:
+        export.ship_vq(checkpoint.parent, out, which=checkpoint.name)
+        click.echo(f"wrote the VQ-VAE option's weights, metrics and card in {out or export.WEIGHTS_DIR}")
+    elif card:
         export.ship(checkpoint.parent, DEFAULT_RUN / "baseline", out, which=checkpoint.name)
         click.echo(f"wrote the weights, metrics, loss curve and card in {out or export.WEIGHTS_DIR}")
     elif fmt != "onnx":
         for p in export.export_checkpoint(checkpoint, out):
             click.echo(f"wrote {p}")
     if fmt != "torchscript" and not card:  # shipping writes the ONNX files itself
-        write_onnx(export.export_onnx, out)
+        decoder = export.artefact_files(vq)[0]
+        write_onnx(lambda where: export.export_onnx(where, decoder), out)

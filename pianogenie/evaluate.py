@@ -85,7 +85,8 @@ def player_measure(model: PianoGenie, temperature: float = 0.25, seeds: int = 10
         dt = melody_dt(notes, bpm)
         agree = total = 0
         for _ in range(seeds):
-            played = sample(model.decoder, buttons, dt, model.cfg.num_buttons, temperature, gen)
+            played = sample(model.decoder, buttons, dt, model.cfg.num_buttons, temperature, gen,
+                            table=model.button_table())
             a, t = contour_agreement(buttons, played)
             agree, total = agree + a, total + t
         per[name] = agree / max(total, 1)
@@ -144,55 +145,66 @@ def range_report(model: PianoGenie, keys: torch.Tensor, dts: torch.Tensor, batch
 
 
 SHIPPED = "shipped"
+SHIPPED_VQ = "shipped-vq"  # the VQ-VAE option's artefacts
 
 
-def load(path: str | Path) -> tuple[PianoGenie, dict]:
-    """A checkpoint, or ``"shipped"``: the eager model rebuilt from the shipped artefacts."""
-    if str(path) == SHIPPED:
-        return load_shipped()
+def load(path: str | Path, weights_dir: str | Path | None = None) -> tuple[PianoGenie, dict]:
+    """A checkpoint, or ``"shipped"`` / ``"shipped-vq"``: the eager model rebuilt from the shipped
+    artefacts (in ``weights_dir``, the package's by default)."""
+    if str(path) in (SHIPPED, SHIPPED_VQ):
+        return load_shipped(weights_dir, vq=str(path) == SHIPPED_VQ)
     from pianogenie.train import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path)
     return model_from_checkpoint(ckpt), ckpt
 
 
-def load_shipped(weights_dir: str | Path | None = None) -> tuple[PianoGenie, dict]:
+def load_shipped(weights_dir: str | Path | None = None, vq: bool = False) -> tuple[PianoGenie, dict]:
     """The model the processor plays, rebuilt from ``pianogenie/weights`` (decoder step and encoder
-    artefacts, strictly), with what its metrics file says of it (step, wall time)."""
+    artefacts, strictly), with what its metrics file says of it (step, wall time). ``vq``: the
+    VQ-VAE option's artefacts."""
     import json
 
     from daemon import runtime
-    from pianogenie.export import DECODER_FILE, ENCODER_FILE, WEIGHTS_DIR
+    from pianogenie.export import WEIGHTS_DIR, artefact_files, metrics_file
 
     d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    dec, enc = runtime.load_torchscript(d / DECODER_FILE), runtime.load_torchscript(d / ENCODER_FILE)
+    dec_file, enc_file = artefact_files(vq)
+    dec, enc = runtime.load_torchscript(d / dec_file), runtime.load_torchscript(d / enc_file)
+    dec_state = dict(dec.state_dict())
+    table = dec_state.pop("table", None)  # the VQ decoder's copy of the codebook (the encoder has it too)
     cfg = PianoGenieConfig(num_keys=int(dec.num_keys), num_buttons=int(dec.num_buttons),
-                           num_dt=int(dec.num_dt), rnn_dim=int(dec.hidden), rnn_layers=int(dec.num_layers))
-    state = {(k if k.startswith("decoder.") else f"decoder.{k}"): v for k, v in dec.state_dict().items()}
+                           num_dt=int(dec.num_dt), rnn_dim=int(dec.hidden), rnn_layers=int(dec.num_layers),
+                           bottleneck="vq" if vq else "iqae",
+                           code_dim=int(table.shape[1]) if table is not None else 64)
+    state = {(k if k.startswith("decoder.") else f"decoder.{k}"): v for k, v in dec_state.items()}
     state.update(enc.state_dict())
     model = PianoGenie(cfg)
     model.load_state_dict(state)  # strict: every weight comes from the artefacts
+    if table is not None and not torch.allclose(table, model.quantizer.codes(), atol=1e-6):
+        raise ValueError(f"{d}: the VQ decoder's and encoder's codebooks differ (exported apart?)")
     meta = {}
-    metrics = d / "pianogenie_metrics.json"
+    metrics = d / metrics_file(vq)
     if metrics.is_file():
-        meta = json.loads(metrics.read_text()).get("model", {})
+        meta = json.loads(metrics.read_text()).get("vq" if vq else "model", {})
     return model.eval(), {"step": meta.get("step", 0), "wall_time_s": meta.get("wall_time_s")}
 
 
 def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "test", seed: int = 0,
         data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-        perf: data.Performances | None = None, threads: int = 2, player_seeds: int = 10) -> dict:
+        perf: data.Performances | None = None, threads: int = 2, player_seeds: int = 10,
+        weights_dir: str | Path | None = None, vq_path: str | Path | None = None) -> dict:
+    """Every measure of the model at ``model_path`` (a checkpoint, or "shipped"), beside the baseline
+    and, with ``vq_path``, the VQ-VAE option (a checkpoint, or "shipped-vq")."""
     torch.set_num_threads(threads)
     if perf is None:
         perf = data.prepare(Path(data_dir) / data.DATASET if data_dir else None, cache_dir)
     keys, dts = data.eval_windows(perf.subset(split))
     keys_t, dts_t = torch.from_numpy(keys), torch.from_numpy(dts)
     result = {"split": split, "split_rule": perf.meta.get("split_rule", "")}
-    model, ckpt = load(model_path)
-    result["model"] = {"checkpoint": str(model_path), "step": ckpt["step"],
-                       "wall_time_s": ckpt.get("wall_time_s"), **measure(model, keys_t, dts_t),
-                       "player": player_measure(model, seeds=player_seeds, seed=seed),
-                       "gold": gold_measure(model), "range": range_report(model, keys_t, dts_t)}
+    result["model"] = model_row(model_path, weights_dir, perf, keys_t, dts_t, seed, player_seeds)
+    if vq_path is not None:
+        result["vq"] = model_row(vq_path, weights_dir, perf, keys_t, dts_t, seed, player_seeds)
     if baseline_path is not None and Path(baseline_path).is_file():
         base, bckpt = load(baseline_path)
         result["baseline"] = {"checkpoint": str(baseline_path), "step": bckpt["step"],
@@ -201,25 +213,54 @@ def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "
     return result
 
 
-def format_report(r: dict) -> str:
-    m = r["model"]
-    lines = [f"Piano Genie on the {r['split']} split: {m['windows']} windows of 128 notes, {m['notes']} notes",
-             f"  model    (step {m['step']}): perplexity {m['perplexity']:.3f}, accuracy {m['accuracy']:.3f}, "
+def model_row(path: str | Path, weights_dir: str | Path | None, perf: data.Performances, keys: torch.Tensor,
+              dts: torch.Tensor, seed: int, player_seeds: int) -> dict:
+    """The measures of one model with buttons (IQAE or VQ-VAE), loaded from ``path``."""
+    model, ckpt = load(path, weights_dir)
+    if model.cfg.vq and str(path) != SHIPPED_VQ:  # a checkpoint's codes, numbered as shipping does
+        number_codes(model, perf)
+    row = {"checkpoint": str(path), "step": ckpt["step"], "wall_time_s": ckpt.get("wall_time_s"),
+           **measure(model, keys, dts), "player": player_measure(model, seeds=player_seeds, seed=seed),
+           "gold": gold_measure(model), "bottleneck": model.cfg.bottleneck}
+    if not model.cfg.vq:  # the range penalty is the IQAE's
+        row["range"] = range_report(model, keys, dts)
+    return row
+
+
+def number_codes(model: PianoGenie, perf: data.Performances) -> list[int]:
+    """Number a VQ-VAE's codes by the mean pitch they play on the training split (button 0 lowest)."""
+    from pianogenie.model import sort_codes_by_pitch
+
+    keys, dts = data.eval_windows(perf.subset("train"))
+    return sort_codes_by_pitch(model, torch.from_numpy(keys), torch.from_numpy(dts))
+
+
+def _row_lines(m: dict, name: str) -> list[str]:
+    lines = [f"  {name:<8} (step {m['step']}): perplexity {m['perplexity']:.3f}, accuracy {m['accuracy']:.3f}, "
              f"contour violations {m['contour_violations']:.2%}, button-usage perplexity "
              f"{m['button_usage_perplexity']:.2f} of 8"]
-    if "baseline" in r:
-        b = r["baseline"]
-        lines.append(f"  baseline (step {b['step']}): perplexity {b['perplexity']:.3f}, accuracy "
-                     f"{b['accuracy']:.3f} (no buttons)")
-        lines.append(f"  model / baseline perplexity: {r['perplexity_ratio']:.3f}")
     p = m["player"]
-    lines.append(f"  player: contour-following buttons on {len(p['per_melody'])} written melodies at "
+    lines.append(f"    player: contour-following buttons on {len(p['per_melody'])} written melodies at "
                  f"temperature {p['temperature']}: pitch moves with the button {p['contour_agreement']:.1%} "
                  f"of the time (" + ", ".join(f"{k} {v:.0%}" for k, v in p["per_melody"].items()) + ")")
     if "gold" in m:
         g = m["gold"]
-        lines.append(f"  gold: the encoder's buttons against a person's for {len(g['per_tune'])} tunes, "
+        lines.append(f"    gold: the encoder's buttons against a person's for {len(g['per_tune'])} tunes, "
                      f"transposed -6..+5: mean squared difference {g['gold_l2']:.2f} (paper 1.70; target "
                      f"<= 2), mean button {g['encoder_mean_button']:.2f} against the person's "
                      f"{g['person_mean_button']:.2f}")
+    return lines
+
+
+def format_report(r: dict) -> str:
+    m = r["model"]
+    lines = [f"Piano Genie on the {r['split']} split: {m['windows']} windows of 128 notes, {m['notes']} notes"]
+    lines += _row_lines(m, "VQ-VAE" if m.get("bottleneck") == "vq" else "IQAE")
+    if "vq" in r:
+        lines += _row_lines(r["vq"], "VQ-VAE")
+    if "baseline" in r:
+        b = r["baseline"]
+        lines.append(f"  baseline (step {b['step']}): perplexity {b['perplexity']:.3f}, accuracy "
+                     f"{b['accuracy']:.3f} (no buttons)")
+        lines.append(f"  IQAE / baseline perplexity: {r['perplexity_ratio']:.3f}")
     return "\n".join(lines)

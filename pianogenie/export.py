@@ -25,10 +25,12 @@ from torch import nn
 
 from daemon import runtime
 from pianogenie import data
-from pianogenie.model import Decoder, Encoder, IntegerQuantizer
+from pianogenie.model import Decoder, Encoder, IntegerQuantizer, VectorQuantizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DECODER_FILE = "pianogenie_decoder.pt"
+VQ_DECODER_FILE = "pianogenie_vq_decoder.pt"  # the VQ-VAE option, a second choice for players
+VQ_ENCODER_FILE = "pianogenie_vq_encoder.pt"
 BUTTON_NOTES = (60, 62, 64, 65, 67, 69, 71, 72)  # the daemon's default button map ("white-keys")
 ENCODER_FILE = "pianogenie_encoder.pt"
 
@@ -54,7 +56,19 @@ class DecoderStep(nn.Module):
     def forward(self, button: torch.Tensor, prev_key: torch.Tensor, dt: torch.Tensor,
                 h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         level = button.float() / float(self.num_buttons - 1) * 2.0 - 1.0  # [N]: the IQAE's level
-        return self.decoder.step(level, prev_key, dt, h, c)  # ([N, 88], h, c)
+        return self.decoder.step(level.unsqueeze(-1), prev_key, dt, h, c)  # ([N, 88], h, c)
+
+
+class VQDecoderStep(DecoderStep):
+    """``DecoderStep`` of the VQ-VAE option: a button index reads its code vector from ``table``."""
+
+    def __init__(self, decoder: Decoder, table: torch.Tensor) -> None:
+        super().__init__(decoder)
+        self.register_buffer("table", table.detach().clone())  # [num_buttons, code_dim]
+
+    def forward(self, button: torch.Tensor, prev_key: torch.Tensor, dt: torch.Tensor,
+                h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.decoder.step(self.table[button], prev_key, dt, h, c)
 
 
 class EncoderButtons(nn.Module):
@@ -71,8 +85,31 @@ class EncoderButtons(nn.Module):
         return torch.round(x).long()
 
 
+class VQEncoderButtons(nn.Module):
+    """The VQ-VAE's encoder and codebook: the nearest code of each note is its button."""
+
+    def __init__(self, encoder: Encoder, quantizer: VectorQuantizer) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.quantizer = quantizer
+        self.num_levels: int = quantizer.num_levels
+
+    def forward(self, keys: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        return self.quantizer.to_buttons(self.encoder(keys, dt))
+
+
+def metrics_file(vq: bool) -> str:
+    return "pianogenie_vq_metrics.json" if vq else "pianogenie_metrics.json"
+
+
+def artefact_files(vq: bool) -> tuple[str, str]:
+    """(decoder, encoder) file names of the IQAE model or the VQ-VAE option."""
+    return (VQ_DECODER_FILE, VQ_ENCODER_FILE) if vq else (DECODER_FILE, ENCODER_FILE)
+
+
 def export_model(model, out_dir: str | Path) -> list[Path]:
-    """Write the decoder step and the encoder of an eager ``PianoGenie`` into ``out_dir``."""
+    """Write the decoder step and the encoder of an eager ``PianoGenie`` into ``out_dir`` (a VQ-VAE's
+    under the ``pianogenie_vq_*`` names, beside the IQAE's)."""
     if model.cfg.baseline:
         raise ValueError("the baseline has no buttons: there is nothing to play")
     out = Path(out_dir)
@@ -80,9 +117,14 @@ def export_model(model, out_dir: str | Path) -> list[Path]:
     model = model.eval()
     for p in model.parameters():  # an artefact for inference: no autograd bookkeeping when it runs
         p.requires_grad_(False)
-    runtime.save_model(DecoderStep(model.decoder).eval(), out / DECODER_FILE)
-    runtime.save_model(EncoderButtons(model.encoder, model.quantizer).eval(), out / ENCODER_FILE)
-    return [out / DECODER_FILE, out / ENCODER_FILE]
+    dec_file, enc_file = artefact_files(model.cfg.vq)
+    if model.cfg.vq:
+        runtime.save_model(VQDecoderStep(model.decoder, model.button_table()).eval(), out / dec_file)
+        runtime.save_model(VQEncoderButtons(model.encoder, model.quantizer).eval(), out / enc_file)
+    else:
+        runtime.save_model(DecoderStep(model.decoder).eval(), out / dec_file)
+        runtime.save_model(EncoderButtons(model.encoder, model.quantizer).eval(), out / enc_file)
+    return [out / dec_file, out / enc_file]
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -99,12 +141,16 @@ def _decoder_from(scripted: torch.jit.ScriptModule) -> DecoderStep:
     exported before ``DecoderStep`` wrapped ``Decoder`` hold its layers at the top level."""
     from pianogenie.model import PianoGenieConfig
 
-    sd = {k if k.startswith("decoder.") else f"decoder.{k}": v for k, v in scripted.state_dict().items()}
+    sd = {k if k.startswith(("decoder.", "table")) else f"decoder.{k}": v
+          for k, v in scripted.state_dict().items()}
     layers = len([k for k in sd if k.startswith("decoder.lstm.weight_ih_l")])
+    table = sd.get("table")
     cfg = PianoGenieConfig(num_keys=int(scripted.num_keys), num_dt=int(scripted.num_dt),
                            num_buttons=int(scripted.num_buttons),
-                           rnn_dim=int(sd["decoder.lstm.weight_hh_l0"].shape[1]), rnn_layers=layers)
-    step = DecoderStep(Decoder(cfg))
+                           rnn_dim=int(sd["decoder.lstm.weight_hh_l0"].shape[1]), rnn_layers=layers,
+                           bottleneck="vq" if table is not None else "iqae",
+                           code_dim=int(table.shape[1]) if table is not None else 64)
+    step = VQDecoderStep(Decoder(cfg), table) if table is not None else DecoderStep(Decoder(cfg))
     step.load_state_dict(sd)
     return step.eval()
 
@@ -130,15 +176,16 @@ def decoder_parity_run(model: runtime.Model, presses: int = 300) -> list[np.ndar
     return out
 
 
-def export_onnx(weights_dir: str | Path | None = None) -> list[tuple[Path, float]]:
-    """Write ``pianogenie_decoder.onnx`` beside the TorchScript decoder in ``weights_dir``:
+def export_onnx(weights_dir: str | Path | None = None, decoder_file: str = DECODER_FILE
+                ) -> list[tuple[Path, float]]:
+    """Write ``pianogenie_decoder.onnx`` (or ``decoder_file``'s) beside the TorchScript decoder in ``weights_dir``:
     [(file, largest difference from TorchScript)]. The encoder stays TorchScript only: it serves
     ``genie buttons`` (a whole file at once, not the daemon), and torch 2.13's export fixes the
     length of its two-layer bidirectional LSTM to the example's (the exporter refuses such a graph)."""
     from modelkit.onnx_export import OnnxFunction, export_checked
 
     d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    dec_ts = runtime.load_torchscript(d / DECODER_FILE)
+    dec_ts = runtime.load_torchscript(d / decoder_file)
     dec = _decoder_from(dec_ts)
     n, layers, hidden = dec.num_buttons, dec.num_layers, dec.hidden
     batch = ("rows", 1, 1024)  # one press, or the look-ahead's rows of every button
@@ -149,7 +196,7 @@ def export_onnx(weights_dir: str | Path | None = None) -> list[tuple[Path, float
                           {"button": {0: batch}, "prev_key": {0: batch}, "dt": {0: batch},
                            "h": {1: batch}, "c": {1: batch}})
     attrs = {k: getattr(dec, k) for k in ("num_keys", "num_dt", "num_buttons", "num_layers", "hidden")}
-    files, diff = export_checked(d / DECODER_FILE, [dec_fn], attrs, decoder_parity_run)
+    files, diff = export_checked(d / decoder_file, [dec_fn], attrs, decoder_parity_run)
     return [(f, diff) for f in files]
 
 
@@ -455,4 +502,120 @@ Button use on the test split (buttons 0-7): {m['button_counts']}.
   4.0". These weights are an adaptation of it: non-commercial use only, with attribution, and
   ShareAlike. A commercial use would need legal review.
 - The code that made and plays them (Genie) is MIT.
+"""
+
+
+# ---- the VQ-VAE option -------------------------------------------------------------------------
+
+
+def ship_vq(run: str | Path, out_dir: str | Path | None = None, which: str = "best.pt",
+            perf: data.Performances | None = None, player_seeds: int = 10) -> dict:
+    """Export the VQ-VAE option (``run/which``, its codes numbered by pitch) beside the IQAE's files,
+    evaluate both shipped models on the test split, and write ``pianogenie_vq_metrics.json`` and
+    the card ``pianogenie_vq.md``."""
+    from pianogenie import evaluate
+    from pianogenie.train import load_checkpoint, model_from_checkpoint
+
+    run, out = Path(run), Path(out_dir) if out_dir else WEIGHTS_DIR
+    if perf is None:
+        perf = data.prepare()
+    ckpt = load_checkpoint(run / which)
+    model = model_from_checkpoint(ckpt)
+    if not model.cfg.vq:
+        raise ValueError(f"{run / which}: an IQAE checkpoint; ship it with `genie export pianogenie --card`")
+    order = evaluate.number_codes(model, perf)
+    export_model(model, out)
+    onnx = {f.name: diff for f, diff in export_onnx(out, VQ_DECODER_FILE)}
+    result = evaluate.run(evaluate.SHIPPED, None, perf=perf, player_seeds=player_seeds, weights_dir=out,
+                          vq_path=evaluate.SHIPPED_VQ)
+    latest = load_checkpoint(run / "ckpt.pt")
+    result["vq"].update(step=ckpt["step"], wall_time_s=ckpt["wall_time_s"])
+    result["runs"] = {"vq_latest_step": latest["step"], "vq_latest_wall_time_s": latest["wall_time_s"],
+                      "vq_val": [(h["step"], h["val_ce"]) for h in latest["history"] if "val_ce" in h],
+                      "code_order": order, "config": latest["config"], "model_args": latest["model_args"],
+                      "torch": latest.get("torch", "")}
+    result["onnx"] = onnx
+    (out / metrics_file(True)).write_text(json.dumps(result, indent=1))
+    (out / "pianogenie_vq.md").write_text(vq_card(result))
+    return result
+
+
+def _vq_comparison(iq: dict, vq: dict, val: list[tuple[int, float]]) -> str:
+    """What a player gets from each, said from the measured rows."""
+    better = vq["perplexity"] < iq["perplexity"]
+    lines = [
+        f"- The **IQAE** (default) is the instrument of the paper: a higher button plays a higher note "
+        f"(contour violations {iq['contour_violations']:.1%}; the pitch follows the button "
+        f"{iq['player']['contour_agreement']:.0%} of the time), so a player can aim at a tune.",
+        f"- The **VQ-VAE**'s buttons are not ordered by pitch: nothing in its loss asks for it, and numbered by "
+        f"mean pitch they still break the contour {vq['contour_violations']:.0%} of the time (the pitch follows "
+        f"the button {vq['player']['contour_agreement']:.0%} of the time). Each of its codes means whatever "
+        f"helped the decoder most, so it suits a player who explores and listens more than one who aims."]
+    if better:
+        lines.append(f"- It also predicts the performances better per button (perplexity {vq['perplexity']:.2f} "
+                     f"against {iq['perplexity']:.2f}), as in the paper: freedom from the contour is worth "
+                     "information.")
+    else:
+        lines.append(f"- Unlike the paper's, ours does not predict the performances better than the IQAE "
+                     f"(perplexity {vq['perplexity']:.2f} against {iq['perplexity']:.2f}): it trained "
+                     f"{vq['wall_time_s'] / 3600:.1f} h against the IQAE's {iq['wall_time_s'] / 3600:.1f} h. "
+                     + (f"Its validation cross-entropy moved {val[-1][1] - val[-3][1]:+.3f} nats over its last "
+                        f"{val[-1][0] - val[-3][0]:,} steps." if len(val) >= 3 else ""))
+    return "\n".join(lines)
+
+
+def vq_card(r: dict) -> str:
+    """The VQ-VAE option's model card: what it is, its rows beside the IQAE's, what a player gets."""
+    from modelkit.onnx_export import card_section
+
+    iq, vq, runs = r["model"], r["vq"], r["runs"]
+    cfg, args = runs["config"], runs["model_args"]
+
+    def row(name: str, m: dict, paper: str) -> str:
+        return (f"| {name} | {m['perplexity']:.3f} | {m['contour_violations']:.1%} | {m['gold']['gold_l2']:.2f} | "
+                f"{m['button_usage_perplexity']:.2f} | {m['player']['contour_agreement']:.1%} | {paper} |")
+
+    return f"""# Model card: Piano Genie, VQ-VAE option (`pianogenie_vq_decoder.pt`, `pianogenie_vq_encoder.pt`)
+
+The paper's other bottleneck (Donahue, Simon, Dieleman, IUI 2019, Table 1, "VQ-VAE (k = 8)"),
+trained here beside the shipped IQAE on the same data, split and decoder. The encoder emits a
+{args['code_dim']}-d vector per note; the nearest of 8 learned code vectors is the button (van den Oord et al.
+2017); the decoder sees that code vector instead of the IQAE's level. Loss: cross-entropy +
+codebook term + {args['commitment']} x commitment term (magenta's `StpVq` configs: 8 x 64 codes, 0.25); no
+contour or range penalty. A code no note of a batch chose is moved onto one of the batch's encoder
+outputs, so all 8 buttons stay in use. The codes are then numbered by the mean pitch of the
+training notes the encoder gives them (code order {runs['code_order']} became buttons 0-7): button 0 is the
+code that plays lowest.
+
+Play it with `options = {{ decoder = "vq" }}` on a `pianogenie` processor (see the README).
+
+## What a player gets
+
+| model | perplexity | contour violations | Gold | button use (of 8) | pitch follows the button | paper (PPL / CVR / Gold, with time input) |
+|---|---:|---:|---:|---:|---:|---|
+{row("IQAE + contour (default)", iq, "3.16 / 0.4 % / 1.61")}
+{row("VQ-VAE (k = 8)", vq, "2.82 / 46.5 % / 9.15")}
+
+Test split: {iq['windows']:,} windows of 128 notes. Gold and the player's measure as in
+`pianogenie.md`.
+
+{_vq_comparison(iq, vq, runs.get('vq_val', []))}
+
+## Training
+
+- VQ-VAE run: best checkpoint at step **{vq['step']:,}** ({vq['wall_time_s'] / 3600:.2f} h of wall time);
+  the run had reached step {runs['vq_latest_step']:,} ({runs['vq_latest_wall_time_s'] / 3600:.2f} h).
+  Adam {cfg['lr']:g}, batch {cfg['batch_size']}, seed {cfg['seed']}, torch {runs['torch']}, one CPU thread, niced,
+  with other training beside it. The IQAE it is compared with trained for {iq['wall_time_s'] / 3600:.2f} h
+  (step {iq['step']:,}): the VQ-VAE's numbers are of a shorter run.
+- Made by `genie train pianogenie --vq` (run folder `runs/pianogenie/vq`, resumable, its last
+  checkpoint kept in `checkpoints/pianogenie/vq`) and `genie export pianogenie --vq --card`.
+- Data, split and augmentation: as `pianogenie.md`.
+
+{card_section(r.get('onnx') or {}, ONNX_SEQUENCE)}## Licence
+
+{LICENCE_LINE}
+
+- The data is CC BY-NC-SA 4.0 (ASAP; MAESTRO, Google LLC): non-commercial use only, with
+  attribution, and ShareAlike.
 """

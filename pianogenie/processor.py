@@ -100,6 +100,7 @@ class PianoGenieProcessor(BaseProcessor):
     name: ClassVar[str] = "pianogenie"
     defaults: ClassVar[dict] = {
         "weights": "",  # a decoder exported by `genie export pianogenie`; "" = the shipped one
+        "decoder": "iqae",  # the shipped decoder to play: "iqae" (buttons follow pitch) or "vq" (VQ-VAE)
         "temperature": 0.25,  # the paper's demos; 0 always plays the likeliest key
         "velocity": 100,  # for buttons without a velocity (keyboard, gamepad)
         "buttons": 8,  # 8, or 4: buttons 0-3 play the model's buttons 0, 2, 5, 7
@@ -110,7 +111,7 @@ class PianoGenieProcessor(BaseProcessor):
         "reset_cc": -1,  # a controller number that resets the model's memory (value > 0); -1 = none
         "reset_buttons": [],  # buttons that, all held, reset the memory (e.g. [0, 7]); [] = none
     }
-    model_files: ClassVar[tuple[str, ...]] = ("weights/pianogenie_decoder.pt",)
+    model_files: ClassVar[tuple[str, ...]] = ("weights/pianogenie_decoder.pt", "weights/pianogenie_vq_decoder.pt")
     warmup_calls: ClassVar[int] = 20  # TorchScript optimises a function over its first calls
 
     # ---- start-up --------------------------------------------------------------------------
@@ -136,6 +137,9 @@ class PianoGenieProcessor(BaseProcessor):
         if not (opts["reset_cc"] == -1 or 0 <= opts["reset_cc"] <= 127):
             raise ProcessorError(f"option 'reset_cc' of processor {self.name!r} must be -1 or "
                                  f"0..127, got {opts['reset_cc']}")
+        if opts["decoder"] not in ("iqae", "vq"):
+            raise ProcessorError(f"option 'decoder' of processor {self.name!r} must be \"iqae\" or \"vq\", "
+                                 f"got {opts['decoder']!r}")
         if any(not isinstance(b, int) or not 0 <= b < opts["buttons"] for b in opts["reset_buttons"]):
             raise ProcessorError(f"option 'reset_buttons' of processor {self.name!r} must list "
                                  f"buttons 0..{opts['buttons'] - 1}, got {opts['reset_buttons']}")
@@ -150,7 +154,7 @@ class PianoGenieProcessor(BaseProcessor):
         from daemon import runtime
 
         path = (Path(opts["weights"]).expanduser() if opts["weights"]
-                else package_file(type(self), self.model_files[0]))
+                else package_file(type(self), self.model_files[opts["decoder"] == "vq"]))
         try:
             model = runtime.load_model(path)
             path = model.path

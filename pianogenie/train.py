@@ -94,7 +94,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def model_from_checkpoint(ckpt: dict) -> PianoGenie:
-    model = PianoGenie(PianoGenieConfig(**ckpt["model_args"]))
+    model = PianoGenie(PianoGenieConfig(**ckpt["model_args"]))  # older runs lack the VQ keys: IQAE
     model.load_state_dict(ckpt["model"])  # strict
     return model.eval()
 
@@ -117,7 +117,7 @@ class PianoGenieTask:
     def __init__(self, cfg: TrainConfig, perf: data.Performances) -> None:
         self.cfg = cfg
         self.perf = perf
-        self.label = "pianogenie" if not cfg.model.baseline else "baseline"
+        self.label = "baseline" if cfg.model.baseline else "pianogenie-vq" if cfg.model.vq else "pianogenie"
         self.sampler = data.TrainSampler(perf.subset("train"), cfg.batch_size, cfg.seed)
         self.val_keys, self.val_dts = validation_windows(perf, cfg.eval_windows)
 

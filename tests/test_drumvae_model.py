@@ -186,3 +186,61 @@ def test_forced_hits_noise_plays_exactly_the_given_hits():
     played = forced_hits(hits) < torch.sigmoid(lg)
     assert torch.equal(played, hits.bool())
     assert not v[~hits.bool()].any() and (v[hits.bool()] > 0).all()
+
+
+# ---- what the training adds: scheduled sampling, augmentation ----------------------------------
+
+
+def test_scheduled_sampling_feeds_the_models_own_predictions_in_training_only():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    m = DrumVAE(replace(TINY, sched_sampling=1.0, dropout=0.0))  # no dropout: both passes alike
+    x = torch.from_numpy(data.synthetic(3, styles=("a", "b")).features())
+    z, style, fill = torch.randn(3, 8), torch.tensor([0, 1, 0]), torch.tensor([0, 0, 1])
+    m.train()
+    own = m.scheduled_inputs(z, style, fill, x)
+    with torch.no_grad():
+        logits, vel, off = m.decoder(z, style, fill, x)
+    hit = (logits > 0).float()
+    torch.testing.assert_close(own, torch.cat([hit, vel * hit, off * hit], -1))
+    m.eval()
+    assert torch.equal(m.scheduled_inputs(z, style, fill, x), x)
+    m.train()
+    m.cfg.sched_sampling = 0.0
+    assert torch.equal(m.scheduled_inputs(z, style, fill, x), x)
+
+
+def test_augmented_windows_mix_bars_of_one_style_and_only_lose_hits():
+    from drumvae.train import Augment, DrumTask, TrainConfig
+
+    w = data.synthetic(64, styles=("a", "b"))
+    cfg = TrainConfig(model=TINY, batch_size=64)
+    cfg.augment = Augment(bar_mix_p=1.0, hit_drop_p=0.0)
+    task = DrumTask(cfg, w)
+    b = task.batch(5, 0, 1)
+    train_x = task.train_x
+    for x, s in zip(b["x"], b["style"]):  # each second bar is some training window's, of this style
+        match = [i for i in range(len(train_x)) if torch.equal(train_x[i, 16:], x[16:])]
+        assert match and any(int(task.train_style[i]) == int(s) for i in match)
+    cfg.augment = Augment(bar_mix_p=0.0, hit_drop_p=1.0, hit_drop_rate=0.5)
+    task = DrumTask(cfg, w)
+    b = task.batch(5, 0, 1)
+    rng = np.random.default_rng([cfg.loop.seed, 5])
+    orig = train_x[torch.from_numpy(rng.integers(0, len(train_x), 64))]
+    hits, kept = orig[..., :9], b["x"][..., :9]
+    assert (kept <= hits).all() and kept.sum() < 0.7 * hits.sum()  # hits only go, about half of them
+    gone = (hits > 0) & (kept == 0)
+    assert not b["x"][..., 9:18][gone].any() and not b["x"][..., 18:][gone].any()
+    assert torch.equal(task.batch(5, 0, 1)["x"], b["x"])  # a pure function of (seed, step)
+
+
+def test_a_run_saved_before_augmentation_resumes_without_it():
+    from drumvae.train import TrainConfig
+
+    old = TrainConfig().to_dict()
+    del old["augment"]
+    del old["model"]["sched_sampling"]
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.augment.bar_mix_p == cfg.augment.hit_drop_p == 0.0 and cfg.model.sched_sampling == 0.0
+    assert TrainConfig().augment.bar_mix_p > 0 and TrainConfig().model.sched_sampling > 0

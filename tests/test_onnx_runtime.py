@@ -154,11 +154,12 @@ def _shipped():
     from pianogenie import export as pg
 
     return [(ROOT / "pianogenie" / "weights" / pg.DECODER_FILE, pg.decoder_parity_run),
+            (ROOT / "pianogenie" / "weights" / pg.VQ_DECODER_FILE, pg.decoder_parity_run),
             (ROOT / "drumvae" / "weights" / drum.MODEL_FILE, drum.parity_run),
             (ROOT / "musiclm" / "weights" / lm.MODEL_FILE, lm.parity_run)]
 
 
-@pytest.mark.parametrize("pt,run", _shipped(), ids=["pianogenie", "drumvae", "musiclm"])
+@pytest.mark.parametrize("pt,run", _shipped(), ids=["pianogenie", "pianogenie-vq", "drumvae", "musiclm"])
 def test_shipped_onnx_agrees_with_shipped_torchscript_over_a_whole_sequence(pt, run):
     """A song of 300 presses, 40 grooves under every transform, 600 tokens past the context window:
     what each processor samples from agrees to 1e-5 (and the ONNX file is not stale)."""

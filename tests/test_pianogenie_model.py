@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from pianogenie import data
-from pianogenie.model import (Decoder, IntegerQuantizer, PianoGenie, PianoGenieConfig,
-                              contour_penalty, range_penalty, sample)
+from pianogenie.model import (Decoder, IntegerQuantizer, PianoGenie, PianoGenieConfig, VectorQuantizer,
+                              contour_penalty, range_penalty, sample, sort_codes_by_pitch)
 
 TINY = PianoGenieConfig(rnn_dim=16, rnn_layers=2)
 
@@ -154,7 +154,7 @@ def test_decoder_is_causal_and_step_matches_forward():
     dec = Decoder(TINY).eval()
     keys = torch.randint(0, 88, (2, 12))
     dt = torch.randint(0, 33, (2, 12))
-    level = torch.rand(2, 12) * 2 - 1
+    level = torch.rand(2, 12, 1) * 2 - 1
     full, _ = dec(level, keys, dt)
     keys2 = keys.clone()
     keys2[:, 7:] = 0
@@ -266,6 +266,87 @@ def test_measure_counts_contour_violations_and_button_use():
     assert m["perplexity"] == pytest.approx(np.exp(m["cross_entropy"]))
 
 
+# ---- the VQ-VAE option -------------------------------------------------------------------------
+
+TINY_VQ = PianoGenieConfig(rnn_dim=16, rnn_layers=2, bottleneck="vq", code_dim=4)
+
+
+def test_vector_quantizer_picks_the_nearest_code_on_the_sphere_and_passes_the_gradient_straight_through():
+    vq = VectorQuantizer(3, 2)
+    vq.codebook.data = torch.tensor([[-3.0, 0.0], [1.0, 0.0], [0.0, 5.0]])  # unit: west, east, north
+    e = torch.tensor([[-0.1, 0.02], [9.0, 4.0], [0.2, 3.0]], requires_grad=True)
+    assert vq.to_buttons(e).tolist() == [0, 1, 2]  # the direction counts, not the length
+    q = vq(e)
+    torch.testing.assert_close(q, torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    q.sum().backward()
+    assert e.grad.abs().sum() > 0  # straight through (and through the normalization)
+    unit = torch.nn.functional.normalize(e.detach(), dim=-1)
+    codebook, commitment = vq.losses(e.detach())
+    torch.testing.assert_close(codebook, ((q.detach() - unit) ** 2).mean())
+    torch.testing.assert_close(commitment, codebook)  # same value, gradients to different sides
+    torch.testing.assert_close(vq.table(), torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+
+
+def test_an_unused_code_is_moved_onto_one_of_the_batchs_outputs():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 2)
+    vq.codebook.data = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -0.1], [-0.1, -1.0]])
+    e = torch.tensor([[2.0, 0.1], [0.1, 3.0], [1.0, 0.2], [0.2, 1.0]])  # all near the first two
+    assert vq.restart_unused(e) == 2
+    unit = torch.nn.functional.normalize(e, dim=-1)
+    for code in vq.codebook[2:]:
+        assert any(torch.allclose(code, x) for x in unit)
+    assert vq.restart_unused(e) <= 2  # the moved codes may still lose every note to closer ones
+
+
+def test_vq_loss_is_ce_plus_codebook_and_commitment_and_reaches_every_part():
+    torch.manual_seed(0)
+    model = PianoGenie(TINY_VQ).train()
+    keys = torch.randint(0, 88, (2, 16))
+    _, loss, terms = model(keys, torch.randint(0, 33, (2, 16)), targets=keys)
+    assert set(terms) == {"ce", "codebook", "commitment"}
+    torch.testing.assert_close(loss, terms["ce"] + terms["codebook"] + 0.25 * terms["commitment"])
+    loss.backward()
+    assert model.encoder.input.weight.grad.abs().sum() > 0
+    assert model.quantizer.codebook.grad.abs().sum() > 0
+
+
+def test_codes_numbered_by_pitch_change_labels_not_what_is_played():
+    torch.manual_seed(0)
+    model = PianoGenie(TINY_VQ).eval()
+    keys, dts = torch.randint(0, 88, (4, 32)), torch.randint(0, 33, (4, 32))
+    before_buttons = model.buttons(keys, dts)
+    before, _, _ = model(keys, dts)
+    order = sort_codes_by_pitch(model, keys, dts)
+    after, _, _ = model(keys, dts)
+    torch.testing.assert_close(after, before)  # the same codes reach the decoder
+    assert sorted(order) == list(range(8))
+    b = model.buttons(keys, dts)
+    assert torch.equal(torch.tensor(order)[b], before_buttons)
+    means = [keys[b == i].float().mean() for i in range(8) if (b == i).any()]
+    assert means == sorted(means)  # button 0 plays lowest on these notes
+
+
+def test_vq_export_round_trip_and_sample_from_the_artefact(tmp_path):
+    from daemon import runtime
+    from pianogenie import evaluate, export
+    torch.manual_seed(0)
+    model = PianoGenie(TINY_VQ).eval()
+    files = export.export_model(model, tmp_path)
+    assert [f.name for f in files] == [export.VQ_DECODER_FILE, export.VQ_ENCODER_FILE]
+    step = runtime.load_torchscript(tmp_path / export.VQ_DECODER_FILE)
+    h = torch.zeros(2, 3, 16)
+    logits, _, _ = step(torch.tensor([0, 5, 7]), torch.full((3,), 88), torch.tensor([3, 3, 3]), h, h.clone())
+    want, _, _ = model.decoder.step(model.button_table()[[0, 5, 7]], torch.full((3,), 88), torch.tensor([3, 3, 3]),
+                                    h, h.clone())
+    torch.testing.assert_close(logits, want)
+    shipped, _ = evaluate.load_shipped(tmp_path, vq=True)
+    keys, dts = torch.randint(0, 88, (1, 20)), torch.randint(0, 33, (1, 20))
+    assert torch.equal(shipped.buttons(keys, dts), model.buttons(keys, dts))
+    assert sample(shipped.decoder, [0, 7], [3, 3], temperature=0, table=shipped.button_table()) == \
+        sample(model.decoder, [0, 7], [3, 3], temperature=0, table=model.button_table())
+
+
 def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
     from pianogenie import export
     from pianogenie.train import train
@@ -280,6 +361,18 @@ def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
     assert export.LICENCE_LINE in card.splitlines()
     assert "baseline" in result and result["model"]["step"] == 3
     for name in (export.DECODER_FILE, export.ENCODER_FILE, "pianogenie_metrics.json"):
+        assert (tmp_path / "out" / name).is_file()
+    vq = tiny_cfg(tmp_path / "vq", 3)
+    vq.model = TINY_VQ
+    train(vq, perf, progress=False)
+    result = export.ship_vq(tmp_path / "vq", tmp_path / "out", perf=perf, player_seeds=1)
+    assert result["vq"]["step"] == 3 and result["vq"]["bottleneck"] == "vq"
+    assert result["model"]["bottleneck"] == "iqae"
+    assert sorted(result["runs"]["code_order"]) == list(range(8))
+    card = (tmp_path / "out" / "pianogenie_vq.md").read_text()
+    assert export.LICENCE_LINE in card.splitlines() and "| VQ-VAE (k = 8) |" in card
+    for name in (export.VQ_DECODER_FILE, export.VQ_ENCODER_FILE, "pianogenie_vq_metrics.json",
+                 "pianogenie_vq_decoder.onnx"):
         assert (tmp_path / "out" / name).is_file()
 
 

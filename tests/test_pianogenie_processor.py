@@ -61,7 +61,7 @@ def test_exported_decoder_step_matches_eager_model_over_a_whole_sequence(tiny):
     dt = torch.randint(0, 33, (3, 128))
     with torch.no_grad():
         buttons = model.buttons(keys, dt)
-        full, _ = model.decoder(model.quantizer.to_real(buttons), keys, dt)
+        full, _ = model.decoder(model.quantizer.to_real(buttons).unsqueeze(-1), keys, dt)
         h, c = step.init_state(3)
         prev = torch.full((3,), START_KEY)
         for i in range(128):
@@ -279,7 +279,7 @@ def test_sustain_passes_through(tiny):
 
 @pytest.mark.parametrize("options", [{"buttons": 6}, {"temperature": -1.0}, {"low": 80, "high": 70},
                                      {"scale": "X major"}, {"scale": "C major", "low": 61, "high": 61},
-                                     {"reset_buttons": [9]}, {"nope": 1}])
+                                     {"reset_buttons": [9]}, {"nope": 1}, {"decoder": "vqvae"}])
 def test_bad_options_are_one_line_errors(tiny, options):
     with pytest.raises(ProcessorError):
         make(tiny, **options)
@@ -292,21 +292,21 @@ def test_a_bad_weights_file_is_a_processor_error(tmp_path, tiny):
         make(tiny, weights=str(bad))
 
 
-SHIPPED = export.WEIGHTS_DIR / export.DECODER_FILE
-
-
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped weights yet")
-def test_shipped_weights_load_and_play_in_range():
+@pytest.mark.parametrize("decoder, card", [("iqae", "pianogenie.md"), ("vq", "pianogenie_vq.md")])
+def test_shipped_weights_load_and_play_in_range(decoder, card, caplog):
     proc = PianoGenieProcessor()
-    proc.start(Context("pianogenie", {}, seed=0))
+    with caplog.at_level("INFO"):
+        proc.start(Context("pianogenie", {"decoder": decoder}, seed=0))
+    dec_file, enc_file = export.artefact_files(decoder == "vq")
+    assert dec_file in caplog.text  # the decoder asked for is the one that plays
     pitches = []
     for i, b in enumerate([0, 2, 4, 6, 7, 5, 3, 1]):
         pitches += [o.message[1] for o in press(proc, b, 200 * i)]
         release(proc, b, 200 * i + 100)
     assert len(pitches) == 8 and all(21 <= p <= 108 for p in pitches)
-    assert (export.WEIGHTS_DIR / export.ENCODER_FILE).is_file()
-    card = (export.WEIGHTS_DIR / "pianogenie.md").read_text()
-    assert "Licence: CC BY-NC-SA 4.0 (weights, trained on MAESTRO via ASAP); the code is MIT" in card
+    assert (export.WEIGHTS_DIR / enc_file).is_file()
+    text = (export.WEIGHTS_DIR / card).read_text()
+    assert "Licence: CC BY-NC-SA 4.0 (weights, trained on MAESTRO via ASAP); the code is MIT" in text
 
 
 # ---- commands --------------------------------------------------------------------------------
