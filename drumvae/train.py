@@ -151,11 +151,10 @@ class DrumTask:
         rng = np.random.default_rng([self.cfg.loop.seed, step])
         idx = rng.integers(0, len(self.train_x), self.cfg.batch_size)
         which = rng.choice(NUM_TRANSFORMS, self.cfg.batch_size, p=self.p)
-        per = self.cfg.batch_size // world
-        idx, which = idx[rank * per:(rank + 1) * per], which[rank * per:(rank + 1) * per]
-        t = torch.from_numpy(idx)
-        x = self.augment(self.train_x[t], idx, rng)
-        return {"x": x, "which": torch.from_numpy(which), "style": self.train_style[t],
+        x = self.augment(self.train_x[torch.from_numpy(idx)], idx, rng)  # the whole batch: same for any world
+        mine = slice(rank * (self.cfg.batch_size // world), (rank + 1) * (self.cfg.batch_size // world))
+        t = torch.from_numpy(idx[mine])
+        return {"x": x[mine], "which": torch.from_numpy(which[mine]), "style": self.train_style[t],
                 "fill": self.train_fill[t]}
 
     def augment(self, x: torch.Tensor, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:

@@ -244,3 +244,13 @@ def test_a_run_saved_before_augmentation_resumes_without_it():
     cfg = TrainConfig.from_dict(old)
     assert cfg.augment.bar_mix_p == cfg.augment.hit_drop_p == 0.0 and cfg.model.sched_sampling == 0.0
     assert TrainConfig().augment.bar_mix_p > 0 and TrainConfig().model.sched_sampling > 0
+
+
+def test_the_ranks_of_a_two_process_run_share_one_batch():
+    from drumvae.train import DrumTask, TrainConfig
+
+    task = DrumTask(TrainConfig(model=TINY, batch_size=32), data.synthetic(64, styles=("a", "b")))
+    whole = task.batch(7, 0, 1)
+    halves = [task.batch(7, r, 2) for r in (0, 1)]
+    for k in whole:
+        assert torch.equal(torch.cat([h[k] for h in halves]), whole[k]), k
