@@ -286,9 +286,9 @@ def _training_aids(cfg: dict) -> str:
     if aug.get("bar_mix_p") or aug.get("hit_drop_p"):
         lines.append(f"- Augmentation (input and target alike): {aug['bar_mix_p']:.0%} of the windows take their "
                      f"second bar from another training window of the same style; {aug['hit_drop_p']:.0%} lose "
-                     f"{aug['hit_drop_rate']:.0%} of their hits. Trained on the 16.9k windows alone, the model "
-                     "had learned them (training windows reconstructed at 0.94 free-running) more than it had "
-                     "learned to copy a groove (unseen ones at 0.74).\n")
+                     f"{aug['hit_drop_rate']:.0%} of their hits. The model before, trained on the 16.9k windows "
+                     "alone, had learned them (training windows reconstructed at 0.94 free-running) more than "
+                     "it had learned to copy a groove (unseen ones at 0.74).\n")
     if ss:
         lines.append(f"- Scheduled sampling, parallel (Duckworth et al. 2019): a first teacher-forced pass "
                      f"without gradients predicts every step, and {ss:.0%} of the steps then see the model's own "
