@@ -152,10 +152,17 @@ def export_cmd(checkpoint, vq, out, card, fmt):
     decoder as ONNX beside it (the torch-free runtime)."""
     _logging()
     from pianogenie import export
+    from pianogenie.model import PianoGenieConfig
 
     checkpoint = checkpoint or DEFAULT_RUN / ("vq" if vq else "model") / "best.pt"
     if (card or fmt != "onnx") and not checkpoint.is_file():  # --format onnx converts the shipped .pt
         raise click.BadParameter(f"{checkpoint}: no such checkpoint", param_hint="--checkpoint")
+    if card or fmt != "onnx":
+        from pianogenie.train import load_checkpoint
+
+        if PianoGenieConfig(**load_checkpoint(checkpoint)["model_args"]).vq != vq:
+            raise click.BadParameter(f"{checkpoint}: {'not ' if vq else ''}a VQ-VAE checkpoint"
+                                     f"{'' if vq else ' (give --vq)'}", param_hint="--checkpoint")
     if card and vq:
         export.ship_vq(checkpoint.parent, out, which=checkpoint.name)
         click.echo(f"wrote the VQ-VAE option's weights, metrics and card in {out or export.WEIGHTS_DIR}")

@@ -521,8 +521,6 @@ def ship_vq(run: str | Path, out_dir: str | Path | None = None, which: str = "be
         perf = data.prepare()
     ckpt = load_checkpoint(run / which)
     model = model_from_checkpoint(ckpt)
-    if not model.cfg.vq:
-        raise ValueError(f"{run / which}: an IQAE checkpoint; ship it with `genie export pianogenie --card`")
     order = evaluate.number_codes(model, perf)
     export_model(model, out)
     onnx = {f.name: diff for f, diff in export_onnx(out, VQ_DECODER_FILE)}

@@ -111,7 +111,9 @@ class PianoGenieProcessor(BaseProcessor):
         "reset_cc": -1,  # a controller number that resets the model's memory (value > 0); -1 = none
         "reset_buttons": [],  # buttons that, all held, reset the memory (e.g. [0, 7]); [] = none
     }
-    model_files: ClassVar[tuple[str, ...]] = ("weights/pianogenie_decoder.pt", "weights/pianogenie_vq_decoder.pt")
+    decoders: ClassVar[dict[str, str]] = {"iqae": "weights/pianogenie_decoder.pt",
+                                          "vq": "weights/pianogenie_vq_decoder.pt"}  # option "decoder"
+    model_files: ClassVar[tuple[str, ...]] = tuple(decoders.values())
     warmup_calls: ClassVar[int] = 20  # TorchScript optimises a function over its first calls
 
     # ---- start-up --------------------------------------------------------------------------
@@ -137,9 +139,9 @@ class PianoGenieProcessor(BaseProcessor):
         if not (opts["reset_cc"] == -1 or 0 <= opts["reset_cc"] <= 127):
             raise ProcessorError(f"option 'reset_cc' of processor {self.name!r} must be -1 or "
                                  f"0..127, got {opts['reset_cc']}")
-        if opts["decoder"] not in ("iqae", "vq"):
-            raise ProcessorError(f"option 'decoder' of processor {self.name!r} must be \"iqae\" or \"vq\", "
-                                 f"got {opts['decoder']!r}")
+        if opts["decoder"] not in self.decoders:
+            raise ProcessorError(f"option 'decoder' of processor {self.name!r} must be one of "
+                                 f"{', '.join(map(repr, self.decoders))}, got {opts['decoder']!r}")
         if any(not isinstance(b, int) or not 0 <= b < opts["buttons"] for b in opts["reset_buttons"]):
             raise ProcessorError(f"option 'reset_buttons' of processor {self.name!r} must list "
                                  f"buttons 0..{opts['buttons'] - 1}, got {opts['reset_buttons']}")
@@ -154,7 +156,7 @@ class PianoGenieProcessor(BaseProcessor):
         from daemon import runtime
 
         path = (Path(opts["weights"]).expanduser() if opts["weights"]
-                else package_file(type(self), self.model_files[opts["decoder"] == "vq"]))
+                else package_file(type(self), self.decoders[opts["decoder"]]))
         try:
             model = runtime.load_model(path)
             path = model.path

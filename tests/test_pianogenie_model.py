@@ -296,7 +296,6 @@ def test_an_unused_code_is_moved_onto_one_of_the_batchs_outputs():
     unit = torch.nn.functional.normalize(e, dim=-1)
     for code in vq.codebook[2:]:
         assert any(torch.allclose(code, x) for x in unit)
-    assert vq.restart_unused(e) <= 2  # the moved codes may still lose every note to closer ones
 
 
 def test_vq_loss_is_ce_plus_codebook_and_commitment_and_reaches_every_part():

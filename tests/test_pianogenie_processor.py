@@ -393,3 +393,16 @@ def test_rows_a_worker_finishes_after_a_press_are_never_used(tiny):
     stale()  # the late rows belong to the old state
     assert proc._ready == {}
     assert key_proc == key_ref
+
+
+@pytest.mark.parametrize("flags, ckpt", [(["--vq"], "model"), ([], "vq")])
+def test_export_refuses_a_checkpoint_of_the_other_bottleneck_in_one_line(tmp_path, flags, ckpt):
+    from pathlib import Path
+
+    from daemon.cli import cli
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "pianogenie" / ckpt / "ckpt.pt"
+    result = CliRunner().invoke(cli, ["export", "pianogenie", *flags, "--checkpoint", str(path),
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "VQ-VAE checkpoint" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not any(tmp_path.iterdir())  # nothing written
