@@ -76,7 +76,7 @@ def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every
 
 @click.command("drumvae")
 @click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Checkpoint to evaluate [default: the shipped drumvae/weights/drumvae_best.pt].")
+              help="Checkpoint to evaluate [default: the shipped drumvae/weights/drumvae.pt].")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many windows.")

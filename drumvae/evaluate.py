@@ -15,6 +15,10 @@ Every mode decodes from z = mu (the encoder's mean for the transformed input) wi
   (MIDI units) and offset (ms) per class, over each mode's hits; also per class *and* 16th position
   in the beat (0-3), averaged, where swing shows.
 
+*As played*: the live processor gives the decoded velocities and offsets a drummer's spread
+(``drumvae.spread``, tables fitted on the training split); the MAEs and distances of what it plays
+are reported beside the decoder's own.
+
 Baselines: all-silent; the training set's most common 2-bar hit pattern of the window's style,
 with each class's mean training velocity and no offset; for humanize (the true hits given) the
 quantized input at each class's mean velocity, and a random humanizer drawing each hit's
@@ -30,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drumvae import data
-from drumvae.model import HUMANIZE, RECONSTRUCT, TAP, TAP_FIXED, DrumVAE, forced_hits, kl_bits
+from drumvae import data, spread
+from drumvae.model import HUMANIZE, RECONSTRUCT, TAP, TAP_FIXED, TRANSFORM_NAMES, DrumVAE, forced_hits, kl_bits
 
 log = logging.getLogger("genie.drumvae.evaluate")
 TARGETS = {"step_acc_free_reconstruction": 0.95}
@@ -198,8 +202,9 @@ def load_model(model_path: str | Path | None) -> tuple[DrumVAE, dict]:
 
     if model_path is None or Path(model_path).is_dir():
         model, meta = export.load_exported(model_path)
-        return model, {"source": str(Path(model_path or export.WEIGHTS_DIR) / export.MODEL_FILE),
-                       "step": meta.get("step"), "styles": meta["styles"]}
+        d = Path(model_path or export.WEIGHTS_DIR)
+        return model, {"source": str(d / export.MODEL_FILE), "step": meta.get("step"), "styles": meta["styles"],
+                       "spread": str(d / spread.SPREAD_FILE) if (d / spread.SPREAD_FILE).is_file() else None}
     if Path(model_path).name == export.MODEL_FILE:
         return load_model(Path(model_path).parent)
     from modelkit.checkpoints import load_checkpoint
@@ -207,7 +212,19 @@ def load_model(model_path: str | Path | None) -> tuple[DrumVAE, dict]:
 
     ckpt = load_checkpoint(model_path)
     return model_from_checkpoint(ckpt), {"source": str(model_path), "step": ckpt["step"],
-                                         "styles": ckpt["meta"]["styles"]}
+                                         "styles": ckpt["meta"]["styles"], "spread": None}
+
+
+MODES = ((RECONSTRUCT, "reconstruction", False), (HUMANIZE, "humanize", True), (HUMANIZE, "humanize, hits decoded", False),
+         (TAP, "tap2drum", False), (TAP_FIXED, "tap2drum-fixed-velocity", False))
+
+
+def fit_spreads(model: DrumVAE, train: data.Windows) -> dict[str, spread.Spread]:
+    """Per input transform, the spread table of the model's decodes of the training windows (humanize
+    with the true hits given, as the processor plays it; the others free-running)."""
+    real = (train.hits, train.velocities, train.offsets)
+    return {TRANSFORM_NAMES[which]: spread.fit(run_mode(model, train, which, hits_given=which == HUMANIZE)[0], real)
+            for which in (RECONSTRUCT, HUMANIZE, TAP, TAP_FIXED)}
 
 
 def run(model_path: str | Path | None = None, split: str = "test", limit: int | None = None,
@@ -225,18 +242,25 @@ def run(model_path: str | Path | None = None, split: str = "test", limit: int | 
     true = (test.hits, test.velocities, test.offsets)
     result: dict = {"model": info, "split": split, "windows": len(test), "steps": int(test.hits.shape[1]) * len(test),
                     "classes": list(data.CLASS_NAMES), "modes": {}, "targets": TARGETS}
+    if info["spread"]:
+        spreads = spread.read(info["spread"])
+    else:
+        log.info("measuring the spread of the model's decodes on the training split")
+        spreads = fit_spreads(model, train)
+    result["spread"] = info["spread"] or "fitted on the training split"
     outputs = {}
-    for which, name, given in ((RECONSTRUCT, "reconstruction", False), (HUMANIZE, "humanize", True),
-                               (HUMANIZE, "humanize, hits decoded", False), (TAP, "tap2drum", False),
-                               (TAP_FIXED, "tap2drum-fixed-velocity", False)):
+    for which, name, given in MODES:
         pred, tf, kl = run_mode(model, test, which, hits_given=given)
         m = metrics(pred, true, test.bpm)
         m["step_acc_tf"] = tf
         m["kl_bits"] = kl
+        played = (pred[0], *spreads[TRANSFORM_NAMES[which]].apply(*pred))
+        m["played"] = {k: v for k, v in metrics(played, true, test.bpm).items() if "mae" in k}
         if which == HUMANIZE:
             m["distances"] = distribution_distances(pred, true, test.bpm)
+            m["played"]["distances"] = distribution_distances(played, true, test.bpm)
         result["modes"][name] = m
-        outputs[name] = pred
+        outputs[name] = played if given else pred
     result["baselines"] = baselines(train, test)
     result["silent_step_fraction"] = float((~test.hits.astype(bool)).all(-1).mean())
     if plots:
@@ -282,10 +306,18 @@ def format_report(r: dict) -> str:
     lines += ["", "per-class F1 (free-running): " + " ".join(f"{c:>6}" for c in cls)]
     for name, m in [*r["modes"].items(), ("most_common_pattern", r["baselines"]["most_common_pattern"])]:
         lines.append(f"  {name:26} " + " ".join(f"{v:6.3f}" for v in m["f1_per_class"]))
+    lines += ["", f"{'as played live, with a drummer' + chr(39) + 's spread (drumvae.spread)':46} {'vel MAE':>8} {'ms MAE':>7}"]
+    for name, m in r["modes"].items():
+        if "played" in m:
+            lines.append(f"  {name:44} {m['played']['velocity_mae_midi']:8.2f} {m['played']['timing_mae_ms']:7.2f}")
     lines += ["", "humanize, Wasserstein-1 to the real distribution (mean over classes; by class x 16th position):"]
-    for name, d in [("model", r["modes"]["humanize"]["distances"]),
+    hum = r["modes"]["humanize"]
+    for name, d in [("model, as played", hum.get("played", {}).get("distances")),
+                    ("model, as decoded", hum["distances"]),
                     ("random humanizer", r["baselines"]["humanize_random"]["distances"]),
                     ("quantized, mean velocity", r["baselines"]["humanize_quantized_mean_velocity"]["distances"])]:
+        if d is None:
+            continue
         lines.append(f"  {name:26} velocity {d['velocity_mean']:6.2f} ({d['velocity_by_position']:6.2f})  "
                      f"offset ms {d['offset_ms_mean']:6.2f} ({d['offset_ms_by_position']:6.2f})")
     acc = r["modes"]["reconstruction"]["step_acc_free"]

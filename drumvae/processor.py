@@ -14,7 +14,9 @@ Ahead of time, never late. At the first clock of each segment a job on the proce
 decodes the next one (2 bars ahead: at least a beat before it is due), and its hits land in a
 ``TickSchedule``, which places each note a few clocks before it is due with the newest tempo
 estimate; micro-timing offsets move a hit up to half a sixteenth early or late (an early hit is
-due before its grid step). The pattern a Start plays first is decoded beforehand.
+due before its grid step). The pattern a Start plays first is decoded beforehand. Velocities and
+offsets are played with a drummer's spread (``drumvae.spread``: the decoder alone plays them too
+evenly), with the table of the input that made the groove (a new groove, taps, or humanize).
 
 Controls (the 8 buttons; CCs are options):
 - buttons 0-3 tap a rhythm: after a beat without taps, the taps (with their timing and force)
@@ -50,6 +52,7 @@ from daemon.events import (CLOCK, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, START, STOP
 from daemon.processor import (TICKS_PER_BEAT, BaseProcessor, Context, ProcessorError, TickSchedule,
                               Transport, package_file)
 from drumvae.kit import GM_DRUM_CHANNEL, GM_OUTPUT_PITCHES, pitch_to_class
+from drumvae.spread import SPREAD_FILE, Spread, read as read_spread
 
 log = logging.getLogger("genie.drumvae")
 
@@ -59,6 +62,7 @@ GROOVES_FILE = "drumvae_grooves.json"
 TICKS_PER_STEP = 6  # MIDI clocks per sixteenth
 STEPS = 32  # a segment: 2 bars of sixteenths
 RECONSTRUCT, HUMANIZE, TAP, TAP_FIXED = 0, 1, 2, 3
+TRANSFORM_NAMES = ("reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity")
 TAP_LANE = 3  # the model's tap2drum input lane
 TAP_BUTTONS = (0, 1, 2, 3)
 NEW_GROOVE, FILL, KEEP, START_STOP = 4, 5, 6, 7
@@ -125,7 +129,9 @@ class DrumVAEProcessor(BaseProcessor):
         self.variation = float(opts["variation"])
         self.rng = np.random.default_rng(ctx.seed)
         self.bank = self._load_bank(path.with_name(GROOVES_FILE))
+        self.spreads = self._load_spreads(path.with_name(SPREAD_FILE))
         self.z = self._new_z()
+        self.z_from = RECONSTRUCT  # the input transform that made z (its spread table plays it)
         self.kept: list[np.ndarray | None] = [None, None]
         self.morph: float | None = None
         self._schedule: TickSchedule | None = None
@@ -164,6 +170,17 @@ class DrumVAEProcessor(BaseProcessor):
         except (OSError, ValueError, KeyError) as exc:
             raise ProcessorError(f"model file {path}: unreadable ({exc})") from None
 
+    def _load_spreads(self, path: Path) -> dict[int, Spread]:
+        """A drummer's spread of velocity and timing per input transform (``drumvae.spread``), if shipped."""
+        if not path.is_file():
+            log.info("drumvae: no %s beside the weights: velocities and timing play as decoded", SPREAD_FILE)
+            return {}
+        try:
+            tables = read_spread(path)
+            return {TRANSFORM_NAMES.index(k): t for k, t in tables.items() if k in TRANSFORM_NAMES}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ProcessorError(f"model file {path}: unreadable ({exc})") from None
+
     @property
     def transport(self) -> Transport | None:
         return self.ctx.transport if self.own is None else self.own
@@ -189,11 +206,16 @@ class DrumVAEProcessor(BaseProcessor):
             return (base + 0.1 * self.rng.standard_normal(self.z_dim)).astype(np.float32)
         return self.rng.standard_normal(self.z_dim).astype(np.float32)
 
-    def _decode(self, z: np.ndarray, fill: int, noise: np.ndarray, style: int | None = None) -> Pattern:
+    def _decode(self, z: np.ndarray, fill: int, noise: np.ndarray, style: int | None = None,
+                z_from: int = RECONSTRUCT) -> Pattern:
+        """Decode one segment; velocities and offsets get the spread of ``z_from``'s table."""
         logits, vel, off = self._decode_fn(z[None], np.array([self.style if style is None else style]),
                                            np.array([fill]), noise, self.temperature)
         hits = noise[0] < 1.0 / (1.0 + np.exp(-logits[0] / self.temperature))  # as decode drew them
-        return Pattern(hits, vel[0].clip(0, 1), off[0].clip(-1, 1))
+        table = self.spreads.get(z_from)
+        if table is None:
+            return Pattern(hits, vel[0].clip(0, 1) * hits, off[0].clip(-1, 1) * hits)
+        return Pattern(hits, *table.apply(hits, vel[0], off[0]))
 
     def _encode(self, grid: np.ndarray, which: int) -> np.ndarray:
         (z,) = self._encode_fn(grid[None].astype(np.float32), np.array([which]), np.zeros((1, self.z_dim), np.float32))
@@ -206,12 +228,18 @@ class DrumVAEProcessor(BaseProcessor):
             z = (1 - self.morph) * self.kept[0] + self.morph * self.kept[1]
         return (z + self.variation * self.rng.standard_normal(self.z_dim)).astype(np.float32)
 
+    def _loop_from(self) -> int:
+        """The transform whose spread plays this loop: a morph mixes grooves, played as reconstructions."""
+        if self.morph is not None and self.kept[0] is not None and self.kept[1] is not None:
+            return RECONSTRUCT
+        return self.z_from
+
     # ---- planning ------------------------------------------------------------------------------
 
     def _plan(self, seg: int, from_tick: int) -> None:
         """Decode segment ``seg`` on the worker; its hits from ``from_tick`` on go to the schedule."""
         self.decided.add(seg)
-        z, noise, style = self._loop_z(), self._noise(), self.style
+        z, noise, style, z_from = self._loop_z(), self._noise(), self.style, self._loop_from()
         first = seg * STEPS * TICKS_PER_STEP
         fill_bar = self.fill_bar if self.fill_bar is not None and first <= self.fill_bar < first + STEPS * TICKS_PER_STEP else None
         fill_noise = self._noise() if fill_bar is not None else None
@@ -219,10 +247,10 @@ class DrumVAEProcessor(BaseProcessor):
             self.fill_bar = None
 
         def job(token) -> Iterator[tuple[int, int, Pattern, tuple[int, int] | None]]:
-            yield seg, from_tick, self._decode(z, 0, noise, style), None
+            yield seg, from_tick, self._decode(z, 0, noise, style, z_from), None
             if fill_bar is not None and not token.cancelled:
                 bar_ticks = STEPS * TICKS_PER_STEP // 2
-                yield seg, fill_bar, self._decode(z, 1, fill_noise, style), (fill_bar, fill_bar + bar_ticks)
+                yield seg, fill_bar, self._decode(z, 1, fill_noise, style, z_from), (fill_bar, fill_bar + bar_ticks)
 
         self.jobs.append(self.ctx.submit(job, self._keep))
 
@@ -318,7 +346,7 @@ class DrumVAEProcessor(BaseProcessor):
             if tick is not None:
                 self.taps.append((tick, ev.velocity or 100))
         elif ev.button == NEW_GROOVE:
-            self.z = self._new_z()
+            self.z, self.z_from = self._new_z(), RECONSTRUCT
             self._changed()
         elif ev.button == FILL and playing:
             self.fill_bar = t.next_bar_tick()
@@ -340,10 +368,10 @@ class DrumVAEProcessor(BaseProcessor):
         if t is not None and t.running and t.last_tick is not None and t.tick_ns:
             self._replan(t.next_bar_tick())
         elif not self.ctx.can_submit:  # no engine (a bench, a test): decode here
-            self.ready = self._decode(self._loop_z(), 0, self._noise())
+            self.ready = self._decode(self._loop_z(), 0, self._noise(), z_from=self._loop_from())
         else:
-            z, noise = self._loop_z(), self._noise()
-            self.jobs.append(self.ctx.submit(lambda token: iter([self._decode(z, 0, noise)]),
+            z, noise, z_from = self._loop_z(), self._noise(), self._loop_from()
+            self.jobs.append(self.ctx.submit(lambda token: iter([self._decode(z, 0, noise, z_from=z_from)]),
                                              self._set_ready))
 
     def _set_ready(self, pattern: Pattern) -> list[Out]:
@@ -383,7 +411,7 @@ class DrumVAEProcessor(BaseProcessor):
             grid[step, 18 + TAP_LANE] = float(np.clip((pos - step) * 2, -1, 1))
         if taps[-1][0] - start < bar_ticks:  # one bar tapped: it loops
             grid[STEPS // 2:] = grid[:STEPS // 2]
-        self.z = self._encode(grid, TAP)
+        self.z, self.z_from = self._encode(grid, TAP), TAP
         log.info("drumvae: %d taps became a groove", len(taps))
         self._changed()
 
@@ -406,15 +434,12 @@ class DrumVAEProcessor(BaseProcessor):
         self.decided.add(play_seg)
         grid = np.zeros((STEPS, 27), dtype=np.float32)
         grid[:, :9] = hits
-        noise = np.full((1, STEPS, 9), 0.5, dtype=np.float32)
+        noise = np.where(hits, -1.0, 2.0).astype(np.float32)[None]  # the decoder plays exactly the hits heard
         style = self.style
 
         def job(token) -> Iterator[tuple[int, int, Pattern, None]]:
             z = self._encode(grid, HUMANIZE)
-            decoded = self._decode(z, 0, noise, style)
-            vel = np.where(decoded.hits, decoded.velocities, 0.7)  # where the model heard no hit
-            off = np.where(decoded.hits, decoded.offsets, 0.0)
-            yield play_seg, play_seg * STEPS * TICKS_PER_STEP, Pattern(hits, vel, off), None
+            yield play_seg, play_seg * STEPS * TICKS_PER_STEP, self._decode(z, 0, noise, style, HUMANIZE), None
 
         self.jobs.append(self.ctx.submit(job, self._keep))
 

@@ -158,14 +158,19 @@ def test_ship_writes_weights_metrics_and_card(tmp_path):
     out = tmp_path / "weights"
     r = export.ship(tmp_path / "run", out, windows=w)
     for name in ("drumvae.pt", "drumvae.json", "drumvae.md", "drumvae_metrics.json", "drumvae_loss.png",
-                 "drumvae_f1.png", "drumvae_example.png", "drumvae_grooves.json"):
+                 "drumvae_f1.png", "drumvae_example.png", "drumvae_grooves.json", "drumvae_spread.json"):
         assert (out / name).is_file(), name
+    from drumvae import spread
+
+    assert set(spread.read(out / "drumvae_spread.json")) == {"reconstruction", "humanize", "tap2drum",
+                                                           "tap2drum-fixed-velocity"}
     bank = json.loads((out / "drumvae_grooves.json").read_text())["z"]  # made with the shipped encoder
     assert {len(z) for style in bank.values() for z in style} == {_tiny_cfg(tmp_path, 20).model.z_dim}
     metrics = json.loads((out / "drumvae_metrics.json").read_text())  # strict JSON (no NaN)
     assert set(metrics["modes"]) == {"reconstruction", "humanize", "humanize, hits decoded", "tap2drum",
                                      "tap2drum-fixed-velocity"}
     assert metrics["modes"]["humanize"]["step_acc_free"] == 1.0  # the given hits, played as given
+    assert set(metrics["modes"]["humanize"]["played"]) == {"velocity_mae_midi", "timing_mae_ms", "distances"}
     assert 0 <= r["modes"]["reconstruction"]["step_acc_free"] <= 1
     assert "CC BY 4.0" in (out / "drumvae.md").read_text()
     from drumvae import evaluate
@@ -254,3 +259,56 @@ def test_the_ranks_of_a_two_process_run_share_one_batch():
     halves = [task.batch(7, r, 2) for r in (0, 1)]
     for k in whole:
         assert torch.equal(torch.cat([h[k] for h in halves]), whole[k]), k
+
+
+# ---- spread: a drummer's spread for the decoded velocities and offsets ----------------------------
+
+
+def test_spread_maps_decoded_values_onto_the_real_distribution_per_class_and_position():
+    from drumvae import spread
+
+    rng = np.random.default_rng(0)
+    hits = np.zeros((400, 32, 9), np.uint8)
+    hits[:, ::2, 0] = 1  # kicks on 8ths: positions 0 and 2 only
+    hits[:3, 1, 1] = 1  # three snares: too few to measure
+    real_v = rng.beta(5, 2, hits.shape) * hits  # skewed, as real velocities are
+    real_o = rng.laplace(0.1, 0.2, hits.shape).clip(-1, 1) * hits  # peaked, heavy tails
+    # the decoder's over-smoothed guess: each value pulled most of the way to the mean, plus noise
+    dec_v = (0.7 + 0.3 * (real_v - 0.7) + rng.normal(0, 0.02, hits.shape)) * hits
+    dec_o = (0.1 + 0.2 * (real_o - 0.1) + rng.normal(0, 0.01, hits.shape)) * hits
+    table = spread.fit((hits, dec_v, dec_o), (hits, real_v, real_o))
+    assert np.isnan(table.decoded[:, 1]).all()  # the snare cells: played as decoded
+    v, o = table.apply(hits, dec_v, dec_o)
+    k = np.arange(32) % 4
+    for played, real, dec in ((v, real_v, dec_v), (o, real_o, dec_o)):
+        for pos in (0, 2):
+            h = hits[:, k == pos, 0].astype(bool)
+            p, r, d = played[:, k == pos, 0][h], real[:, k == pos, 0][h], dec[:, k == pos, 0][h]
+            assert evaluate.wasserstein1(p, r) < 0.1 * evaluate.wasserstein1(d, r)  # the real distribution
+            assert (np.diff(p[np.argsort(d)]) >= -1e-6).all()  # in the decoded values' order
+    assert v[:3, 1, 1] == pytest.approx(dec_v[:3, 1, 1])  # an unmeasured cell plays as decoded
+    assert not v[hits == 0].any() and not o[hits == 0].any()  # silence stays silent
+    wild_v, wild_o = table.apply(hits, dec_v * 5, dec_o * 5)  # outside the knots: the real extremes
+    assert wild_v[..., 0].max() <= real_v.max() and wild_o[..., 0].max() <= real_o.max()
+    assert wild_v.min() >= 0 and wild_v.max() <= 1 and wild_o.min() >= -1 and wild_o.max() <= 1
+
+
+def test_spread_tables_round_trip_and_reject_bad_files(tmp_path):
+    from drumvae import spread
+
+    rng = np.random.default_rng(1)
+    hits = (rng.random((300, 32, 9)) < 0.3).astype(np.uint8)
+    t = spread.fit((hits, rng.random(hits.shape) * hits, rng.random(hits.shape) * hits),
+                   (hits, rng.random(hits.shape) * hits, rng.random(hits.shape) * hits))
+    t.decoded[:, 4] = t.real[:, 4] = np.nan  # an unmeasured class
+    path = spread.write(tmp_path / spread.SPREAD_FILE, {"humanize": t}, "test")
+    back = spread.read(path)["humanize"]
+    assert back.decoded == pytest.approx(t.decoded, abs=1e-5, nan_ok=True)
+    assert back.real == pytest.approx(t.real, abs=1e-5, nan_ok=True)
+    d = t.to_dict()
+    d["offset"]["decoded"][0][0] = d["offset"]["decoded"][0][0][::-1]  # not increasing
+    with pytest.raises(ValueError):
+        spread.Spread.from_dict(d)
+    with pytest.raises(ValueError):
+        spread.Spread.from_dict({"velocity": {"decoded": [[[0.0] * 3]], "real": [[[0.0] * 3]]},
+                                 "offset": {"decoded": [[[0.0] * 3]], "real": [[[0.0] * 3]]}})

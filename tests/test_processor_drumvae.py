@@ -206,3 +206,51 @@ def test_press_to_note_contract_holds_without_an_engine(weights):
     proc = DrumVAEProcessor()
     proc.start(Context("drumvae", {"weights": str(weights)}))
     assert list(proc.on_event(ButtonEvent(0, "kbd", 4, True))) == []
+
+
+def _with_spread(weights, tmp_path, tables):
+    """A copy of the test weights with a spread file whose velocity tables play one fixed velocity
+    per transform (every decoded velocity maps to v), so what was applied shows in every note."""
+    import shutil
+
+    from drumvae import spread
+
+    for name in ("drumvae.pt", "drumvae.json"):
+        shutil.copy(weights.with_name(name), tmp_path / name)
+    out = {}
+    for transform, v in tables.items():
+        t = spread.Spread.identity()
+        t.decoded[0] = np.linspace(-2, 2, spread.KNOTS)
+        t.real[0] = v
+        out[transform] = t
+    spread.write(tmp_path / spread.SPREAD_FILE, out, "test")
+    return tmp_path / "drumvae.pt"
+
+
+def test_grooves_and_humanize_play_with_their_transforms_spread(weights, tmp_path):
+    w = _with_spread(weights, tmp_path, {"reconstruction": 0.75, "humanize": 0.25, "tap2drum": 0.5})
+    core, clock, sent = drums(w)
+    _drive(core, clock_at(120, 0, SEG_TICKS + 4), clock)
+    assert {m[2] for _, m in sent if is_note_on(m)} == {round(0.75 * 127)}  # a new groove: reconstruction's
+
+    core, clock, sent = drums(w, mode="humanize")
+    core.slots[0].note_buttons = {}
+    tick_ns = 60e9 / 120 / 24
+    events = clock_at(120, 0, SEG_TICKS * 2 + 10, preroll=24)
+    for step in range(0, STEPS, 4):
+        t = round(step * TICKS_PER_STEP * tick_ns) + MS
+        events += [MidiEvent(t, "daw", (0x99, 36, 100)), MidiEvent(t + 10 * MS, "daw", (0x89, 36, 0))]
+    _drive(core, sorted(events, key=lambda e: e.time_ns), clock)
+    played = [m for _, m in sent if is_note_on(m)]
+    assert len(played) == 8 and {m[2] for m in played} == {round(0.25 * 127)}  # the hits heard, humanize's
+    assert left_sounding(sent) == set()
+
+
+def test_a_corrupt_spread_file_is_a_one_line_error(weights, tmp_path):
+    from daemon.processor import Context
+    from drumvae import spread
+
+    w = _with_spread(weights, tmp_path, {"reconstruction": 0.5})
+    (tmp_path / spread.SPREAD_FILE).write_text('{"transforms": {"reconstruction": {"velocity": 3}}}')
+    with pytest.raises(ProcessorError, match="unreadable"):
+        DrumVAEProcessor().start(Context("drumvae", {"weights": str(w)}))
