@@ -16,7 +16,8 @@ decodes the next one (2 bars ahead: at least a beat before it is due), and its h
 estimate; micro-timing offsets move a hit up to half a sixteenth early or late (an early hit is
 due before its grid step). The pattern a Start plays first is decoded beforehand. Velocities and
 offsets are played with a drummer's spread (``drumvae.spread``: the decoder alone plays them too
-evenly), with the table of the input that made the groove (a new groove, taps, or humanize).
+evenly), with the table of the input that made the groove (a new groove, taps, or humanize);
+``spread = false`` plays them exactly as decoded.
 
 Controls (the 8 buttons; CCs are options):
 - buttons 0-3 tap a rhythm: after a beat without taps, the taps (with their timing and force)
@@ -92,6 +93,7 @@ class DrumVAEProcessor(BaseProcessor):
         "send_clock": False,  # own clock: send MIDI clock, Start and Stop on the output
         "channel": GM_DRUM_CHANNEL,  # output channel of the drums (General MIDI: 10)
         "pitches": [],  # 9 output pitches, one per class (default General MIDI)
+        "spread": True,  # velocities and timing with a drummer's spread (drumvae.spread); false: as decoded
         "morph_cc": 21, "variation_cc": 22, "temperature_cc": 23, "style_cc": 24,
     }
 
@@ -129,7 +131,7 @@ class DrumVAEProcessor(BaseProcessor):
         self.variation = float(opts["variation"])
         self.rng = np.random.default_rng(ctx.seed)
         self.bank = self._load_bank(path.with_name(GROOVES_FILE))
-        self.spreads = self._load_spreads(path.with_name(SPREAD_FILE))
+        self.spreads = self._load_spreads(path.with_name(SPREAD_FILE)) if opts["spread"] else {}
         self.z = self._new_z()
         self.z_from = RECONSTRUCT  # the input transform that made z (its spread table plays it)
         self.kept: list[np.ndarray | None] = [None, None]

@@ -245,6 +245,10 @@ def test_grooves_and_humanize_play_with_their_transforms_spread(weights, tmp_pat
     assert len(played) == 8 and {m[2] for m in played} == {round(0.25 * 127)}  # the hits heard, humanize's
     assert left_sounding(sent) == set()
 
+    core, clock, sent = drums(w, spread=False)  # as decoded
+    _drive(core, clock_at(120, 0, SEG_TICKS + 4), clock)
+    assert len({m[2] for _, m in sent if is_note_on(m)}) > 1
+
 
 def test_a_corrupt_spread_file_is_a_one_line_error(weights, tmp_path):
     from daemon.processor import Context
