@@ -35,11 +35,14 @@ from modelkit.cli import setup_logging as _logging
               help="Checkpoint and validate every this many steps [default: 400].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="JSON file with TrainConfig keys (model.*, loop.*, ...); unknown keys are an error.")
+@click.option("--init-from", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A new run starts from this checkpoint's weights and model (fine-tuning with the run's own "
+                   "recipe and schedule).")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Datasets root holding groove-midi-v1.0.0 [default: $GENIE_DATASETS or ../shared/datasets].")
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache for the prepared windows [default: $XDG_CACHE_HOME/genie/drumvae].")
-def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every, config_file, data, cache):
+def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every, config_file, init_from, data, cache):
     """Train the Drum VAE on the Groove MIDI Dataset; resumes exactly from the run folder."""
     _logging()
     from modelkit.checkpoints import checkpoint_path, load_checkpoint
@@ -56,6 +59,8 @@ def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every
         ignored += [f"loop.{k}" for k, v in loop_requested.items() if saved["loop"].get(k) != v]
         if config_file:
             ignored.append(f"--config {config_file}")
+        if init_from:
+            ignored.append(f"--init-from {init_from}")
         if ignored:
             log.warning("resuming %s: ignoring %s (the run's own settings are kept)", out, ", ".join(ignored))
     else:
@@ -66,6 +71,15 @@ def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every
             setattr(cfg.loop, k, v)
         if ckpt_every:
             cfg.loop.eval_every = ckpt_every
+        if init_from:
+            from modelkit.configs import from_dict
+            from drumvae.model import DrumVAEConfig
+
+            try:
+                cfg.model = from_dict(DrumVAEConfig, load_checkpoint(init_from)["model_args"], "model_args")
+            except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                raise click.ClickException(f"--init-from {init_from}: not a Drum VAE checkpoint ({exc})") from None
+            cfg.init_from = str(init_from)
     cfg.loop.out_dir, cfg.loop.max_minutes, cfg.loop.threads = str(out), max_minutes, threads
     if steps:
         cfg.loop.steps = steps

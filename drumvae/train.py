@@ -40,9 +40,13 @@ class Augment:
     bar_mix_p: float = 0.5  # share of windows whose second bar is another window's (same style)
     hit_drop_p: float = 0.3  # share of windows that lose some of their hits
     hit_drop_rate: float = 0.15  # the fraction of hits such a window loses
+    lane_mix_p: float = 0.3  # share of windows whose cymbals or toms are another window's (same style)
 
 
-LEGACY_AUGMENT = {"bar_mix_p": 0.0, "hit_drop_p": 0.0}  # runs saved before augmentation had none
+LEGACY_AUGMENT = {"bar_mix_p": 0.0, "hit_drop_p": 0.0, "lane_mix_p": 0.0}  # runs saved before augmentation
+# the instruments that lane mixing takes from another window as a group: the cymbals (closed and
+# open hi-hat, crash, ride) and the toms; kick and snare stay, they carry the groove's skeleton
+LANE_GROUPS = ((2, 3, 7, 8), (4, 5, 6))
 
 
 @dataclass
@@ -56,6 +60,7 @@ class TrainConfig:
     transform_p: tuple[float, float, float, float] = (0.4, 0.3, 0.15, 0.15)
     augment: Augment = field(default_factory=Augment)
     eval_windows: int = 512  # validation windows (a fixed, evenly spaced subset)
+    init_from: str = ""  # a checkpoint whose weights the run starts from (same model), e.g. to fine-tune
     data_dir: str = ""  # "" = $GENIE_DATASETS or ../shared/datasets, then groove-midi-v1.0.0
     cache_dir: str = ""  # "" = $XDG_CACHE_HOME/genie/drumvae
 
@@ -64,6 +69,8 @@ class TrainConfig:
         if "augment" not in d:  # a run saved before these options resumes as it was trained
             d = {**d, "augment": dict(LEGACY_AUGMENT),
                  "model": {"sched_sampling": 0.0, **d.get("model", {})}}
+        elif "lane_mix_p" not in d["augment"]:  # saved before lane mixing
+            d = {**d, "augment": {**d["augment"], "lane_mix_p": 0.0}}
         return from_dict(cls, d, "drumvae config")
 
     def to_dict(self) -> dict:
@@ -136,7 +143,15 @@ class DrumTask:
         self.p = self.p / self.p.sum()
 
     def build_model(self) -> nn.Module:
-        return DrumVAE(self.cfg.model)
+        model = DrumVAE(self.cfg.model)
+        if self.cfg.init_from:  # a resumed run then loads its own weights over these
+            from modelkit.checkpoints import load_checkpoint
+
+            ckpt = load_checkpoint(self.cfg.init_from)
+            if ckpt["model_args"] != asdict(self.cfg.model):
+                raise ValueError(f"{self.cfg.init_from} holds another model than this run's")
+            model.load_state_dict(ckpt["model"])
+        return model
 
     def model_args(self) -> dict[str, Any]:
         return asdict(self.cfg.model)
@@ -165,6 +180,12 @@ class DrumTask:
         for i in np.flatnonzero(mix):
             pool = self.same_style[int(self.train.style[idx[i]])]
             x[i, half:] = self.train_x[int(pool[rng.integers(len(pool))]), half:]
+        lanes = rng.random(len(idx)) < a.lane_mix_p if a.lane_mix_p else np.zeros(len(idx), bool)  # older runs: same draws
+        for i in np.flatnonzero(lanes):
+            pool = self.same_style[int(self.train.style[idx[i]])]
+            cls = list(LANE_GROUPS[int(rng.integers(len(LANE_GROUPS)))])
+            cols = torch.tensor([c + k * n for k in range(3) for c in cls])
+            x[i, :, cols] = self.train_x[int(pool[rng.integers(len(pool))])][:, cols]
         drop = (rng.random((len(idx), 1, 1)) < a.hit_drop_p) & (rng.random((len(idx), x.shape[1], n)) < a.hit_drop_rate)
         if drop.any():
             keep = torch.from_numpy(~np.tile(drop, (1, 1, 3)))

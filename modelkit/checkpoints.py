@@ -13,12 +13,15 @@ from pathlib import Path
 
 import torch
 
+from daemon.runtime import ModelFileError
+
 CKPT = "ckpt.pt"
 BEST = "best.pt"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing or unreadable; one line naming the file."""
+class CheckpointError(ModelFileError):
+    """A checkpoint is missing or unreadable; one line naming the file (``genie`` prints it as an
+    error, exit code 2)."""
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:

@@ -221,14 +221,14 @@ def test_augmented_windows_mix_bars_of_one_style_and_only_lose_hits():
 
     w = data.synthetic(64, styles=("a", "b"))
     cfg = TrainConfig(model=TINY, batch_size=64)
-    cfg.augment = Augment(bar_mix_p=1.0, hit_drop_p=0.0)
+    cfg.augment = Augment(bar_mix_p=1.0, hit_drop_p=0.0, lane_mix_p=0.0)
     task = DrumTask(cfg, w)
     b = task.batch(5, 0, 1)
     train_x = task.train_x
     for x, s in zip(b["x"], b["style"]):  # each second bar is some training window's, of this style
         match = [i for i in range(len(train_x)) if torch.equal(train_x[i, 16:], x[16:])]
         assert match and any(int(task.train_style[i]) == int(s) for i in match)
-    cfg.augment = Augment(bar_mix_p=0.0, hit_drop_p=1.0, hit_drop_rate=0.5)
+    cfg.augment = Augment(bar_mix_p=0.0, hit_drop_p=1.0, hit_drop_rate=0.5, lane_mix_p=0.0)
     task = DrumTask(cfg, w)
     b = task.batch(5, 0, 1)
     rng = np.random.default_rng([cfg.loop.seed, 5])
@@ -249,6 +249,53 @@ def test_a_run_saved_before_augmentation_resumes_without_it():
     cfg = TrainConfig.from_dict(old)
     assert cfg.augment.bar_mix_p == cfg.augment.hit_drop_p == 0.0 and cfg.model.sched_sampling == 0.0
     assert TrainConfig().augment.bar_mix_p > 0 and TrainConfig().model.sched_sampling > 0
+    before_lanes = TrainConfig().to_dict()  # saved before lane mixing: resumes without it
+    del before_lanes["augment"]["lane_mix_p"]
+    assert TrainConfig.from_dict(before_lanes).augment.lane_mix_p == 0.0 and TrainConfig().augment.lane_mix_p > 0
+
+
+def test_lane_mixing_takes_cymbals_or_toms_from_a_window_of_the_same_style():
+    from drumvae.train import LANE_GROUPS, Augment, DrumTask, TrainConfig
+
+    w = data.synthetic(64, styles=("a", "b"))
+    cfg = TrainConfig(model=TINY, batch_size=64)
+    cfg.augment = Augment(bar_mix_p=0.0, hit_drop_p=0.0, lane_mix_p=1.0)
+    task = DrumTask(cfg, w)
+    b = task.batch(3, 0, 1)
+    rng = np.random.default_rng([cfg.loop.seed, 3])
+    own = task.train_x[torch.from_numpy(rng.integers(0, len(task.train_x), 64))]
+
+    def cols(classes):
+        return [c + k * 9 for k in range(3) for c in classes]
+
+    changed = 0
+    for x, o, s in zip(b["x"], own, b["style"]):
+        assert torch.equal(x[:, cols((0, 1))], o[:, cols((0, 1))])  # kick and snare: the window's own
+        kept = [g for g in LANE_GROUPS if torch.equal(x[:, cols(g)], o[:, cols(g)])]
+        assert len(kept) >= 1  # one group at most comes from elsewhere
+        for g in LANE_GROUPS:  # ... and from a training window of this style
+            match = [i for i in range(len(task.train_x)) if torch.equal(task.train_x[i][:, cols(g)], x[:, cols(g)])]
+            assert any(int(task.train_style[i]) == int(s) for i in match)
+        changed += len(kept) == 1
+    assert changed > 32  # most windows got another window's cymbals or toms
+
+
+def test_a_run_can_start_from_another_runs_weights(tmp_path):
+    from dataclasses import replace
+
+    from drumvae.train import DrumTask, train
+    from modelkit.checkpoints import load_checkpoint
+
+    w = data.synthetic(64, styles=("a", "b"))
+    train(_tiny_cfg(tmp_path, 10), windows=w, progress=False)
+    first = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    cfg = _tiny_cfg(tmp_path / "second", 10)
+    cfg.init_from = str(tmp_path / "run" / "ckpt.pt")
+    start = DrumTask(cfg, w).build_model().state_dict()
+    assert all(torch.equal(start[k], first["model"][k]) for k in start)
+    cfg.model = replace(TINY, dec_hidden=TINY.dec_hidden * 2)
+    with pytest.raises(ValueError, match="another model"):
+        DrumTask(cfg, w).build_model()
 
 
 def test_the_ranks_of_a_two_process_run_share_one_batch():
