@@ -173,7 +173,7 @@ def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
 def test_the_card_compares_relative_and_absolute_at_the_last_step_both_reached(tmp_path):
     import json
 
-    from musiclm.export import _maestro_baseline, same_step
+    from musiclm.export import _baseline, same_step
 
     for name, start in (("maestro-relative", 3.0), ("maestro-absolute", 3.1)):
         (tmp_path / name).mkdir()
@@ -183,6 +183,7 @@ def test_the_card_compares_relative_and_absolute_at_the_last_step_both_reached(t
     cmp = same_step(tmp_path, "maestro-relative", "maestro-absolute")
     assert cmp["step"] == 2000
     assert cmp["maestro-relative"] == pytest.approx(2.8) and cmp["maestro-absolute"] == pytest.approx(2.9)
-    text = _maestro_baseline(tmp_path)[0]
+    text = _baseline(tmp_path, "maestro")[0]
     assert "at step 2,000" in text and "relative better by 0.100" in text
-    assert "open" in _maestro_baseline(tmp_path / "none")[0]
+    assert "went on to step 4,000" in text
+    assert "open" in _baseline(tmp_path / "none", "maestro")[0]
