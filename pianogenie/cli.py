@@ -29,6 +29,8 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
                    "ckpt.pt there is resumed.")
 @click.option("--baseline", is_flag=True, help="Train the paper's baseline: the decoder with no buttons.")
 @click.option("--vq", is_flag=True, help="Train the VQ-VAE option (8 learned codes) in place of the IQAE.")
+@click.option("--no-time", is_flag=True,
+              help="Without the time input (the paper's rows without +ΔT); run folder <name>-notime.")
 @click.option("--steps", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Stop at this step.")
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -43,7 +45,7 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
               help="Datasets root holding asap-maestro-subset [default: $GENIE_DATASETS or ../shared/datasets].")
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache for the prepared notes [default: $XDG_CACHE_HOME/genie/pianogenie].")
-def train_cmd(out, baseline, vq, steps, max_minutes, batch_size, lr, seed, ckpt_every, threads, data, cache):
+def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, seed, ckpt_every, threads, data, cache):
     """Train Piano Genie on MAESTRO (ASAP subset); resumes exactly from the run folder."""
     _logging()
     from pianogenie.model import PianoGenieConfig
@@ -51,14 +53,14 @@ def train_cmd(out, baseline, vq, steps, max_minutes, batch_size, lr, seed, ckpt_
 
     if baseline and vq:
         raise click.UsageError("--baseline has no buttons, so no bottleneck: give one of --baseline, --vq")
-    out = out or DEFAULT_RUN / ("baseline" if baseline else "vq" if vq else "model")
+    out = out or DEFAULT_RUN / (("baseline" if baseline else "vq" if vq else "model") + ("-notime" if no_time else ""))
     if checkpoint_path(out).is_file():  # the run's own settings win; only where and how long change
         cfg = TrainConfig.from_dict(load_checkpoint(checkpoint_path(out))["config"])
         ctx = click.get_current_context()
         given = {"batch_size": batch_size, "lr": lr, "seed": seed, "ckpt_every": ckpt_every,
-                 "baseline": baseline, "vq": vq}
-        saved = {"batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-                 "ckpt_every": cfg.ckpt_every, "baseline": cfg.model.num_buttons == 0, "vq": cfg.model.vq}
+                 "baseline": baseline, "vq": vq, "no_time": no_time}
+        saved = {"batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "ckpt_every": cfg.ckpt_every,
+                 "baseline": cfg.model.num_buttons == 0, "vq": cfg.model.vq, "no_time": not cfg.model.time_input}
         ignored = [k for k, v in given.items()
                    if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and saved[k] != v]
         if ignored:
@@ -68,7 +70,8 @@ def train_cmd(out, baseline, vq, steps, max_minutes, batch_size, lr, seed, ckpt_
         cfg.out_dir, cfg.steps, cfg.max_minutes, cfg.threads = str(out), steps, max_minutes, threads
     else:
         cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8,
-                                                                   bottleneck="vq" if vq else "iqae"),
+                                                                   bottleneck="vq" if vq else "iqae",
+                                                                   time_input=not no_time),
                           steps=steps, batch_size=batch_size, lr=lr, seed=seed, ckpt_every=ckpt_every,
                           eval_every=ckpt_every, threads=threads, max_minutes=max_minutes,
                           data_dir=str(data or ""), cache_dir=str(cache or ""))
@@ -85,12 +88,16 @@ def train_cmd(out, baseline, vq, steps, max_minutes, batch_size, lr, seed, ckpt_
               help="No-button baseline checkpoint ('' to skip; skipped when missing).")
 @click.option("--vq", "vq_path", default="shipped-vq", show_default=True,
               help="VQ-VAE option: a checkpoint, or 'shipped-vq' (skipped when not shipped); '' to skip.")
+@click.option("--without-time", "without_time", type=click.Path(path_type=Path, file_okay=False),
+              default=SHIPPED_BASELINE.parents[1], show_default=True,
+              help="Folder of the runs without the time input (model-notime, vq-notime, baseline-notime: "
+                   "best.pt, else ckpt.pt), each a row when present; '' to skip.")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the player's measure.")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None)
-def eval_cmd(model_path, baseline_path, vq_path, split, as_json, seed, data, cache):
+def eval_cmd(model_path, baseline_path, vq_path, without_time, split, as_json, seed, data, cache):
     """Perplexity, contour violations, button usage, accuracy and Gold on the test split: the model,
     the VQ-VAE option and the baseline."""
     _logging()
@@ -103,7 +110,8 @@ def eval_cmd(model_path, baseline_path, vq_path, split, as_json, seed, data, cac
         if path and path not in (evaluate.SHIPPED, evaluate.SHIPPED_VQ) and not Path(path).is_file():
             raise click.BadParameter(f"{path}: no such checkpoint")
     result = evaluate.run(model_path, baseline_path if str(baseline_path) else None, split=split,
-                          seed=seed, data_dir=data, cache_dir=cache, vq_path=vq_path or None)
+                          seed=seed, data_dir=data, cache_dir=cache, vq_path=vq_path or None,
+                          without_time=evaluate.without_time_runs(without_time) if str(without_time) else None)
     click.echo(json.dumps(result, indent=1) if as_json else evaluate.format_report(result))
 
 

@@ -193,9 +193,11 @@ def load_shipped(weights_dir: str | Path | None = None, vq: bool = False) -> tup
 def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "test", seed: int = 0,
         data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
         perf: data.Performances | None = None, threads: int = 2, player_seeds: int = 10,
-        weights_dir: str | Path | None = None, vq_path: str | Path | None = None) -> dict:
+        weights_dir: str | Path | None = None, vq_path: str | Path | None = None,
+        without_time: dict[str, Path] | None = None) -> dict:
     """Every measure of the model at ``model_path`` (a checkpoint, or "shipped"), beside the baseline
-    and, with ``vq_path``, the VQ-VAE option (a checkpoint, or "shipped-vq")."""
+    and, with ``vq_path``, the VQ-VAE option (a checkpoint, or "shipped-vq"); ``without_time``: the
+    checkpoints of runs without the time input, by row name (iqae, vq, baseline)."""
     torch.set_num_threads(threads)
     if perf is None:
         perf = data.prepare(Path(data_dir) / data.DATASET if data_dir else None, cache_dir)
@@ -210,7 +212,28 @@ def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "
         result["baseline"] = {"checkpoint": str(baseline_path), "step": bckpt["step"],
                               "wall_time_s": bckpt.get("wall_time_s"), **measure(base, keys_t, dts_t)}
         result["perplexity_ratio"] = result["model"]["perplexity"] / result["baseline"]["perplexity"]
+    for name, path in (without_time or {}).items():
+        model, ckpt = load(path)
+        if model.cfg.time_input:
+            raise ValueError(f"{path}: a model with the time input, given as one without")
+        if name == "baseline":
+            row = {"checkpoint": str(path), "step": ckpt["step"], "wall_time_s": ckpt.get("wall_time_s"),
+                   **measure(model, keys_t, dts_t)}
+        else:
+            row = model_row(path, weights_dir, perf, keys_t, dts_t, seed, player_seeds)
+        result.setdefault("without_time", {})[name] = row
     return result
+
+
+def without_time_runs(root: str | Path) -> dict[str, Path]:
+    """The kept runs without the time input under ``root`` (``<name>-notime/``: best.pt, else ckpt.pt)."""
+    found = {}
+    for name, folder in (("iqae", "model-notime"), ("vq", "vq-notime"), ("baseline", "baseline-notime")):
+        for f in ("best.pt", "ckpt.pt"):
+            if (Path(root) / folder / f).is_file():
+                found[name] = Path(root) / folder / f
+                break
+    return found
 
 
 def model_row(path: str | Path, weights_dir: str | Path | None, perf: data.Performances, keys: torch.Tensor,
@@ -263,4 +286,12 @@ def format_report(r: dict) -> str:
         lines.append(f"  baseline (step {b['step']}): perplexity {b['perplexity']:.3f}, accuracy "
                      f"{b['accuracy']:.3f} (no buttons)")
         lines.append(f"  IQAE / baseline perplexity: {r['perplexity_ratio']:.3f}")
+    if r.get("without_time"):
+        lines.append("  without the time input (the paper's rows without +ΔT):")
+        for name, m in r["without_time"].items():
+            if name == "baseline":
+                lines.append(f"  baseline (step {m['step']}): perplexity {m['perplexity']:.3f}, accuracy "
+                             f"{m['accuracy']:.3f} (no buttons, no time)")
+            else:
+                lines += _row_lines(m, {"iqae": "IQAE", "vq": "VQ-VAE"}[name])
     return "\n".join(lines)

@@ -145,11 +145,13 @@ def _decoder_from(scripted: torch.jit.ScriptModule) -> DecoderStep:
           for k, v in scripted.state_dict().items()}
     layers = len([k for k in sd if k.startswith("decoder.lstm.weight_ih_l")])
     table = sd.get("table")
-    cfg = PianoGenieConfig(num_keys=int(scripted.num_keys), num_dt=int(scripted.num_dt),
+    num_keys, button_dim = int(scripted.num_keys), int(table.shape[1]) if table is not None else 1
+    cfg = PianoGenieConfig(num_keys=num_keys, num_dt=int(scripted.num_dt),
                            num_buttons=int(scripted.num_buttons),
                            rnn_dim=int(sd["decoder.lstm.weight_hh_l0"].shape[1]), rnn_layers=layers,
                            bottleneck="vq" if table is not None else "iqae",
-                           code_dim=int(table.shape[1]) if table is not None else 64)
+                           code_dim=button_dim if table is not None else 64,
+                           time_input=int(sd["decoder.input.weight"].shape[1]) > num_keys + 1 + button_dim)
     step = VQDecoderStep(Decoder(cfg), table) if table is not None else DecoderStep(Decoder(cfg))
     step.load_state_dict(sd)
     return step.eval()

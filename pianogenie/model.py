@@ -20,7 +20,9 @@ penalty asks that e move the way the pitch moves, so that higher buttons mean hi
     L = CE(k, decoder) + mean(max(|e| - 1, 0)^2) + mean(max(1 - dk * de, 0)^2)
 
 The paper's baseline is the same decoder with no button input: a plain language model over
-(k_{i-1}, d_i), which the button should beat by a wide margin in perplexity.
+(k_{i-1}, d_i), which the button should beat by a wide margin in perplexity. Every model can also
+be trained without the time input (``time_input = False``: no d_i into encoder or decoder), the
+paper's rows without "+ΔT".
 
 The paper's other bottleneck, a VQ-VAE (van den Oord et al. 2017; magenta's ``StpVq`` configs),
 is an option (``bottleneck = "vq"``): the encoder emits a 64-d vector per note, the nearest of 8
@@ -56,6 +58,7 @@ class PianoGenieConfig:
     bottleneck: str = "iqae"  # "iqae" (the paper's model) or "vq" (the paper's VQ-VAE row)
     code_dim: int = 64  # VQ: size of a code vector (magenta's StpVq: 8 codes x 64)
     commitment: float = 0.25  # VQ: weight of the commitment term (magenta, sonnet: 0.25)
+    time_input: bool = True  # the paper's "+ΔT" rows: delta-time into the encoder and the decoder
 
     def __post_init__(self) -> None:
         if self.bottleneck not in ("iqae", "vq"):
@@ -89,13 +92,16 @@ class Encoder(nn.Module):
         super().__init__()
         self.num_keys, self.num_dt = cfg.num_keys, cfg.num_dt
         self.vector: bool = cfg.vq
-        self.input = nn.Linear(cfg.num_keys + cfg.num_dt, cfg.rnn_dim)
+        self.time_input: bool = cfg.time_input
+        self.input = nn.Linear(cfg.num_keys + (cfg.num_dt if cfg.time_input else 0), cfg.rnn_dim)
         self.lstm = nn.LSTM(cfg.rnn_dim, cfg.rnn_dim, cfg.rnn_layers, batch_first=True,
                             bidirectional=True)
         self.output = nn.Linear(2 * cfg.rnn_dim, cfg.button_dim)
 
     def forward(self, keys: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([F.one_hot(keys, self.num_keys), F.one_hot(dt, self.num_dt)], -1).float()
+        x = F.one_hot(keys, self.num_keys).float()
+        if self.time_input:
+            x = torch.cat([x, F.one_hot(dt, self.num_dt).float()], -1)
         x = self.input(x)  # [B, T, H]
         x, _ = self.lstm(x)  # [B, T, 2H]
         x = self.output(x)  # [B, T, 1 or D]
@@ -202,14 +208,16 @@ class Decoder(nn.Module):
         self.num_keys, self.num_dt = cfg.num_keys, cfg.num_dt
         self.num_buttons = cfg.num_buttons
         self.use_button = not cfg.baseline
-        n_in = (cfg.num_keys + 1) + cfg.num_dt + cfg.button_dim
+        self.time_input: bool = cfg.time_input
+        n_in = (cfg.num_keys + 1) + (cfg.num_dt if cfg.time_input else 0) + cfg.button_dim
         self.input = nn.Linear(n_in, cfg.rnn_dim)
         self.lstm = nn.LSTM(cfg.rnn_dim, cfg.rnn_dim, cfg.rnn_layers, batch_first=True)
         self.output = nn.Linear(cfg.rnn_dim, cfg.num_keys)
 
     def features(self, button: torch.Tensor, prev_keys: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([F.one_hot(prev_keys, self.num_keys + 1).float(),
-                       F.one_hot(dt, self.num_dt).float()], -1)
+        x = F.one_hot(prev_keys, self.num_keys + 1).float()
+        if self.time_input:
+            x = torch.cat([x, F.one_hot(dt, self.num_dt).float()], -1)
         if self.use_button:
             x = torch.cat([x, button], -1)
         return self.input(x)

@@ -504,3 +504,56 @@ def test_range_report_accounts_for_the_range_penalty():
     assert r["outside"] == pytest.approx(float((e.abs() > 1).float().mean()))
     assert r["far_low"] + r["far_high"] == int((e.abs() > 3).sum())
     assert 0 <= r["far_share_of_penalty"] <= 1
+
+
+# ---- without the time input (the paper's rows without +ΔT) ------------------------------------
+
+
+def test_a_model_without_the_time_input_ignores_delta_times(tmp_path):
+    from dataclasses import replace
+
+    from pianogenie import export
+
+    torch.manual_seed(0)
+    timed, untimed = PianoGenie(TINY).eval(), PianoGenie(replace(TINY, time_input=False)).eval()
+    assert sum(p.numel() for p in untimed.parameters()) < sum(p.numel() for p in timed.parameters())
+    keys = torch.randint(0, 88, (2, 20))
+    dt_a, dt_b = torch.randint(0, 33, (2, 20)), torch.randint(0, 33, (2, 20))
+    for model, same in ((untimed, True), (timed, False)):
+        with torch.no_grad():
+            a, b = model(keys, dt_a)[0], model(keys, dt_b)[0]
+            ea, eb = model.encoder(keys, dt_a), model.encoder(keys, dt_b)
+        assert torch.equal(a, b) == same and torch.equal(ea, eb) == same
+    dec, _ = export.export_model(untimed, tmp_path)  # the artefact rebuilds as the model it is
+    rebuilt = export._decoder_from(torch.jit.load(str(dec)))
+    assert rebuilt.decoder.time_input is False
+    h = torch.zeros(2, 1, 16)
+    with torch.no_grad():
+        want = untimed.decoder.step(torch.tensor([[5 / 7 * 2 - 1]]), torch.tensor([3]), torch.tensor([4]), h, h)[0]
+        got = rebuilt(torch.tensor([5]), torch.tensor([3]), torch.tensor([9]), h, h)[0]
+    torch.testing.assert_close(got, want)  # the button's level 5/7*2-1, any delta-time
+
+
+def test_eval_adds_the_rows_without_the_time_input(tmp_path):
+    from dataclasses import replace
+
+    from pianogenie import evaluate
+    from pianogenie.train import train
+
+    perf = synthetic_performances()
+    train(tiny_cfg(tmp_path / "model", 3), perf, progress=False)
+    iq = tiny_cfg(tmp_path / "runs" / "model-notime", 3)
+    iq.model = replace(TINY, time_input=False)
+    train(iq, perf, progress=False)
+    base = tiny_cfg(tmp_path / "runs" / "baseline-notime", 3)
+    base.model = PianoGenieConfig(num_buttons=0, rnn_dim=16, time_input=False)
+    train(base, perf, progress=False)
+    runs = evaluate.without_time_runs(tmp_path / "runs")
+    assert set(runs) == {"iqae", "baseline"}
+    r = evaluate.run(tmp_path / "model" / "ckpt.pt", None, perf=perf, player_seeds=1, without_time=runs)
+    assert set(r["without_time"]) == {"iqae", "baseline"} and "gold" in r["without_time"]["iqae"]
+    report = evaluate.format_report(r)
+    assert "without the time input" in report and "no buttons, no time" in report
+    with pytest.raises(ValueError, match="with the time input"):
+        evaluate.run(tmp_path / "model" / "ckpt.pt", None, perf=perf, player_seeds=1,
+                     without_time={"iqae": tmp_path / "model" / "ckpt.pt"})
