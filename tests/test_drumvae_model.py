@@ -293,6 +293,13 @@ def test_a_run_can_start_from_another_runs_weights(tmp_path):
     cfg.init_from = str(tmp_path / "run" / "ckpt.pt")
     start = DrumTask(cfg, w).build_model().state_dict()
     assert all(torch.equal(start[k], first["model"][k]) for k in start)
+    train(cfg, windows=w, progress=False)
+    from drumvae import export
+
+    r = export.ship(tmp_path / "second" / "run", tmp_path / "weights", windows=w)
+    assert r["run"]["init"]["step"] == 10
+    card = (tmp_path / "weights" / "drumvae.md").read_text()
+    assert "Two runs" in card and f"--init-from {cfg.init_from}" in card and "20 steps" in card
     cfg.model = replace(TINY, dec_hidden=TINY.dec_hidden * 2)
     with pytest.raises(ValueError, match="another model"):
         DrumTask(cfg, w).build_model()
