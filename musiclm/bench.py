@@ -6,7 +6,7 @@ context window (the last min(p, L) tokens) for each new token, as the paper's co
 PyTorch ports decode (TorchScript only). The cached path is timed on each runtime installed
 (TorchScript, ONNX Runtime), through ``daemon.runtime`` as the processor calls the model. Targets (issue 10): >= 500 tokens/s cached for the shipped model, flat
 within 1.5x from 64 to 1024. The time from the trigger to the first answered note through JACK
-belongs to the live processor (later work).
+is ``genie bench answer -p musiclm`` (``daemon.bench.answer``).
 """
 
 from __future__ import annotations

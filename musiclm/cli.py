@@ -138,8 +138,8 @@ def export_cmd(checkpoint, out, card, fmt):
 def bench_cmd(weights, positions, tokens, as_json):
     """Tokens per second on one thread at context positions 64, 256, 1024, cached (the KV-cache step)
     and uncached (re-reading the whole window per token). Targets: >= 500 tokens/s cached, flat
-    within 1.5x from 64 to 1024. The JACK time-to-first-answered-note part comes with the live
-    processor (later work)."""
+    within 1.5x from 64 to 1024. The time from the trigger to the first answered note through
+    JACK: genie bench answer -p musiclm."""
     from musiclm import bench
 
     result = bench.run(weights, [int(p) for p in positions.split(",")], tokens)
