@@ -6,6 +6,12 @@ training code)."""
 
 from __future__ import annotations
 
+# the encoder's input transforms (GrooVAE's reconstruction, hits-only humanize, tap2drum and
+# tap2drum without velocity): ids the exported artefact takes, names the spread tables use
+RECONSTRUCT, HUMANIZE, TAP, TAP_FIXED = 0, 1, 2, 3
+TRANSFORM_NAMES = ("reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity")
+TAP_LANE = 3  # GrooVAE's tapify puts the taps on the open hi-hat channel
+
 CLASS_NAMES = ("kick", "snare", "closed hi-hat", "open hi-hat", "low tom", "mid tom", "high tom",
                "crash", "ride")
 # GrooVAE's training table (Magenta music_vae/data.py ROLAND_DRUM_PITCH_CLASSES): every pitch in GMD.

@@ -33,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drumvae.kit import HUMANIZE, RECONSTRUCT, TAP, TAP_FIXED, TAP_LANE, TRANSFORM_NAMES  # noqa: F401 (re-exported)
+
 NUM_TRANSFORMS = 4
-RECONSTRUCT, HUMANIZE, TAP, TAP_FIXED = 0, 1, 2, 3
-TRANSFORM_NAMES = ("reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity")
-TAP_LANE = 3  # GrooVAE's tapify puts the taps on the open hi-hat channel
 
 
 @dataclass

@@ -52,7 +52,8 @@ from daemon.events import (CLOCK, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, START, STOP
                            MidiEvent, Out, TransportEvent)
 from daemon.processor import (TICKS_PER_BEAT, BaseProcessor, Context, ProcessorError, TickSchedule,
                               Transport, package_file)
-from drumvae.kit import GM_DRUM_CHANNEL, GM_OUTPUT_PITCHES, pitch_to_class
+from drumvae.kit import (GM_DRUM_CHANNEL, GM_OUTPUT_PITCHES, HUMANIZE, RECONSTRUCT, TAP, TAP_LANE,
+                         TRANSFORM_NAMES, pitch_to_class)
 from drumvae.spread import SPREAD_FILE, Spread, read as read_spread
 
 log = logging.getLogger("genie.drumvae")
@@ -62,9 +63,6 @@ META_FILE = "drumvae.json"
 GROOVES_FILE = "drumvae_grooves.json"
 TICKS_PER_STEP = 6  # MIDI clocks per sixteenth
 STEPS = 32  # a segment: 2 bars of sixteenths
-RECONSTRUCT, HUMANIZE, TAP, TAP_FIXED = 0, 1, 2, 3
-TRANSFORM_NAMES = ("reconstruction", "humanize", "tap2drum", "tap2drum-fixed-velocity")
-TAP_LANE = 3  # the model's tap2drum input lane
 TAP_BUTTONS = (0, 1, 2, 3)
 NEW_GROOVE, FILL, KEEP, START_STOP = 4, 5, 6, 7
 NOTE_TICKS = 2  # a drum hit's note-off, a third of a sixteenth later

@@ -216,20 +216,23 @@ def test_scheduled_sampling_feeds_the_models_own_predictions_in_training_only():
     assert torch.equal(m.scheduled_inputs(z, style, fill, x), x)
 
 
-def test_augmented_windows_mix_bars_of_one_style_and_only_lose_hits():
+def _augmenting_task(**augment):
+    """A task on 64 synthetic windows of two styles whose batches of 64 get only ``augment``."""
     from drumvae.train import Augment, DrumTask, TrainConfig
 
-    w = data.synthetic(64, styles=("a", "b"))
     cfg = TrainConfig(model=TINY, batch_size=64)
-    cfg.augment = Augment(bar_mix_p=1.0, hit_drop_p=0.0, lane_mix_p=0.0)
-    task = DrumTask(cfg, w)
+    cfg.augment = Augment(**{"bar_mix_p": 0.0, "hit_drop_p": 0.0, "lane_mix_p": 0.0, **augment})
+    return DrumTask(cfg, data.synthetic(64, styles=("a", "b"))), cfg
+
+
+def test_augmented_windows_mix_bars_of_one_style_and_only_lose_hits():
+    task, cfg = _augmenting_task(bar_mix_p=1.0)
     b = task.batch(5, 0, 1)
     train_x = task.train_x
     for x, s in zip(b["x"], b["style"]):  # each second bar is some training window's, of this style
         match = [i for i in range(len(train_x)) if torch.equal(train_x[i, 16:], x[16:])]
         assert match and any(int(task.train_style[i]) == int(s) for i in match)
-    cfg.augment = Augment(bar_mix_p=0.0, hit_drop_p=1.0, hit_drop_rate=0.5, lane_mix_p=0.0)
-    task = DrumTask(cfg, w)
+    task, cfg = _augmenting_task(hit_drop_p=1.0, hit_drop_rate=0.5)
     b = task.batch(5, 0, 1)
     rng = np.random.default_rng([cfg.loop.seed, 5])
     orig = train_x[torch.from_numpy(rng.integers(0, len(train_x), 64))]
@@ -255,12 +258,9 @@ def test_a_run_saved_before_augmentation_resumes_without_it():
 
 
 def test_lane_mixing_takes_cymbals_or_toms_from_a_window_of_the_same_style():
-    from drumvae.train import LANE_GROUPS, Augment, DrumTask, TrainConfig
+    from drumvae.train import LANE_GROUPS
 
-    w = data.synthetic(64, styles=("a", "b"))
-    cfg = TrainConfig(model=TINY, batch_size=64)
-    cfg.augment = Augment(bar_mix_p=0.0, hit_drop_p=0.0, lane_mix_p=1.0)
-    task = DrumTask(cfg, w)
+    task, cfg = _augmenting_task(lane_mix_p=1.0)
     b = task.batch(3, 0, 1)
     rng = np.random.default_rng([cfg.loop.seed, 3])
     own = task.train_x[torch.from_numpy(rng.integers(0, len(task.train_x), 64))]
