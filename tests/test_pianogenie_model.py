@@ -453,6 +453,12 @@ def test_gold_tunes_are_written_as_a_person_plays_them():
         ordered = [by_pitch[p] for p in sorted(by_pitch)]
         assert ordered == sorted(ordered) and len(set(ordered)) == len(ordered), name  # higher: higher
         assert max(buttons) - min(buttons) >= 4, name  # a person spreads a tune over the buttons
+        assert min(buttons) == (7 - (max(buttons) - min(buttons))) // 2, name  # centred on the 8 buttons
+        for (p, b), (q, c) in zip(zip(pitches, buttons), zip(pitches[1:], buttons[1:])):
+            if 1 <= abs(q - p) <= 2:  # a step: the neighbouring button
+                assert abs(c - b) == 1, (name, p, q)
+            elif abs(q - p) >= 3:  # a leap: further away
+                assert abs(c - b) >= 2, (name, p, q)
 
 
 def test_gold_measure_is_zero_for_the_persons_buttons_and_counts_a_shift():
