@@ -47,7 +47,7 @@ def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every
     _logging()
     from modelkit.checkpoints import checkpoint_path, load_checkpoint
     from modelkit.configs import resume_config
-    from drumvae.train import TrainConfig, train
+    from drumvae.train import TrainConfig, stage_model, train
 
     log = logging.getLogger("genie.drumvae")
     requested = {k: v for k, v in {"batch_size": batch_size, "data_dir": str(data) if data else None,
@@ -64,7 +64,8 @@ def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every
         if ignored:
             log.warning("resuming %s: ignoring %s (the run's own settings are kept)", out, ", ".join(ignored))
     else:
-        cfg = TrainConfig.from_dict(json.loads(config_file.read_text())) if config_file else TrainConfig()
+        given = json.loads(config_file.read_text()) if config_file else {}
+        cfg = TrainConfig.from_dict(given) if config_file else TrainConfig()
         for k, v in requested.items():
             setattr(cfg, k, v)
         for k, v in loop_requested.items():
@@ -76,9 +77,10 @@ def train_cmd(out, steps, max_minutes, threads, batch_size, lr, seed, ckpt_every
             from drumvae.model import DrumVAEConfig
 
             try:
-                cfg.model = from_dict(DrumVAEConfig, load_checkpoint(init_from)["model_args"], "model_args")
+                start = from_dict(DrumVAEConfig, load_checkpoint(init_from)["model_args"], "model_args")
             except (OSError, KeyError, ValueError, RuntimeError) as exc:
                 raise click.ClickException(f"--init-from {init_from}: not a Drum VAE checkpoint ({exc})") from None
+            cfg.model = stage_model(start, cfg.model, given.get("model", {}))
             cfg.init_from = str(init_from)
     cfg.loop.out_dir, cfg.loop.max_minutes, cfg.loop.threads = str(out), max_minutes, threads
     if steps:

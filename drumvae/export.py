@@ -238,11 +238,7 @@ def ship(run_dir: str | Path, out_dir: str | Path | None = None, which: str = "b
         "model_args": latest["model_args"], "meta": latest["meta"], "torch": latest.get("torch", ""),
         "val": [{k: v for k, v in h.items()} for h in hist if "val_loss" in h],
         "best_val": ckpt.get("val", {})}
-    init = latest["config"].get("init_from")
-    if init and Path(init).is_file():  # a fine-tuning run: the run it started from
-        first = load_checkpoint(init)
-        result["run"]["init"] = {"checkpoint": init, "step": first["step"], "wall_time_s": first["wall_time_s"],
-                                 "config": first["config"]}
+    result["run"]["stages"] = earlier_stages(latest["config"])
     result["onnx"] = {str(f.name): diff for f, diff in export_onnx(out)}  # beside it, checked
     result["decode_bench"] = bench_decode(out / MODEL_FILE)
     (out / "drumvae_metrics.json").write_text(evaluate.to_json(result))
@@ -314,27 +310,72 @@ def _training_aids(cfg: dict) -> str:
     return "".join(lines)
 
 
+def earlier_stages(config: dict) -> list[dict]:
+    """The runs a run started from (``init_from``, followed back while the checkpoints are here),
+    first run first: checkpoint, steps, wall time and config of each."""
+    from modelkit.checkpoints import load_checkpoint
+
+    stages: list[dict] = []
+    init = config.get("init_from")
+    while init and Path(init).is_file() and len(stages) < 16:
+        c = load_checkpoint(init)
+        stages.insert(0, {"checkpoint": init, "step": c["step"], "wall_time_s": c["wall_time_s"], "config": c["config"]})
+        init = c["config"].get("init_from")
+    return stages
+
+
+def recipe(config: dict) -> dict:
+    """What a run's config sets otherwise than ``TrainConfig()`` in the model's training settings, the
+    transform mix and the augmentation: the ``--config`` file that made it."""
+    from drumvae.train import TrainConfig
+
+    plain = lambda c: json.loads(json.dumps(c.to_dict()))  # noqa: E731 (tuples as lists)
+    default, cfg = plain(TrainConfig()), plain(TrainConfig.from_dict(config))
+    out = {k: cfg[k] for k in ("transform_p", "augment") if cfg[k] != default[k]}
+    model = {k: v for k, v in cfg["model"].items() if v != default["model"][k]}
+    return {**({"model": model} if model else {}), **out}
+
+
+def _command(loop: dict, config: dict, init: str | None, name: str) -> str:
+    cmd = f"genie train drumvae --out {loop['out_dir']} --threads 1 --steps {loop['steps']}"
+    if init:
+        cmd += f" --init-from {init} --lr {loop['lr']:g}"
+    if loop.get("seed"):
+        cmd += f" --seed {loop['seed']}"
+    if recipe(config):
+        cmd += f" --config {name}.json"
+    return cmd
+
+
 def _made_by(run: dict, loop: dict) -> str:
-    """The card's training commands: one run, or the run a fine-tuning run started from, then it."""
-    own = (f"genie train drumvae --out {loop['out_dir']} --threads 1 --steps {loop['steps']} --ckpt-every "
-           f"{loop['ckpt_every']}" + (f" --max-minutes {loop['max_minutes']:g}" if loop.get("max_minutes") else ""))
-    init = run.get("init")
-    if not init:
-        return own
-    first = init["config"]["loop"]
-    return (f"genie train drumvae --out {first['out_dir']} --threads 1 --steps {first['steps']}   "
-            f"# the first run: {init['checkpoint']}\n{own} --init-from {init['checkpoint']} --lr {loop['lr']:g}")
+    """The card's training commands: each earlier run (the chain ``--init-from`` followed), then this one;
+    a run whose recipe was not the default names a ``--config`` file, printed below the commands."""
+    stages, lines, files = run.get("stages") or [], [], []
+    configs = [s["config"] for s in stages] + [run["config"]]
+    inits = [None] + [s["checkpoint"] for s in stages]
+    for i, (config, init) in enumerate(zip(configs, inits)):
+        name = f"stage{i + 1}"
+        line = _command(config["loop"], config, init, name)
+        if i < len(stages):
+            line += f"   # -> {stages[i]['checkpoint']}"
+        lines.append(line)
+        if recipe(config):
+            files.append(f"# {name}.json: {json.dumps(recipe(config))}")
+    return "\n".join(files + lines)
 
 
 def _init_line(run: dict) -> str:
-    init = run.get("init")
-    if not init:
+    stages = run.get("stages") or []
+    if not stages:
         return ""
-    return (f"- **Two runs.** The first trained {init['step']:,} steps in {init['wall_time_s'] / 60:.0f} min "
-            f"without lane mixing (`{init['checkpoint']}`); this run started from its weights "
-            f"(`--init-from`, a fresh Adam and schedule) and trained with the recipe above: "
-            f"{init['step'] + run['latest_step']:,} steps and "
-            f"{(init['wall_time_s'] + run['latest_wall_time_s']) / 60:.0f} min in all.\n")
+    words = {2: "Two", 3: "Three", 4: "Four"}.get(len(stages) + 1, str(len(stages) + 1))
+    each = "; ".join(f"`{s['checkpoint']}`: {s['step']:,} steps in "
+                     f"{s['wall_time_s'] / 60:.0f} min" for s in stages)
+    steps = sum(s["step"] for s in stages) + run["latest_step"]
+    minutes = (sum(s["wall_time_s"] for s in stages) + run["latest_wall_time_s"]) / 60
+    return (f"- **{words} runs**: {each}; then this run, with the recipe above. Each run after the first "
+            f"started from the weights of the one before (`--init-from`, a fresh Adam and schedule): "
+            f"{steps:,} steps and {minutes:.0f} min in all (the commands above).\n")
 
 
 def model_card(r: dict) -> str:

@@ -64,6 +64,12 @@ class DrumVAEConfig:
     def step_dim(self) -> int:
         return 3 * self.num_classes
 
+    def architecture(self) -> dict[str, int]:
+        """The settings that shape the weights; the rest (dropout, the KL terms, scheduled
+        sampling) are training's, and a run started from another run's weights may change them."""
+        return {k: getattr(self, k) for k in ("num_classes", "steps", "enc_hidden", "z_dim", "dec_hidden",
+                                              "dec_layers", "num_styles", "style_dim")}
+
 
 # ---- input transforms (scriptable: the export uses these same functions) ---------------------
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def stage_model(start: DrumVAEConfig, own: DrumVAEConfig, set_keys: Iterable[str]) -> DrumVAEConfig:
+    """The model of a run that starts from another run's weights: that run's (``start``), with the
+    training settings (scheduled sampling, dropout, the KL terms) that this run's config sets
+    (``set_keys`` of ``own``); the settings that shape the weights stay ``start``'s."""
+    return replace(start, **{k: getattr(own, k) for k in set_keys if k not in start.architecture()})
 
 
 def load_data(cfg: TrainConfig) -> data.Windows:
@@ -148,7 +156,7 @@ class DrumTask:
             from modelkit.checkpoints import load_checkpoint
 
             ckpt = load_checkpoint(self.cfg.init_from)
-            if ckpt["model_args"] != asdict(self.cfg.model):
+            if DrumVAEConfig(**ckpt["model_args"]).architecture() != self.cfg.model.architecture():
                 raise ValueError(f"{self.cfg.init_from} holds another model than this run's")
             model.load_state_dict(ckpt["model"])
         return model
