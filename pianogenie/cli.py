@@ -154,14 +154,21 @@ def buttons_cmd(midi_file, weights, midi_out, png_out):
 @click.option("--card", is_flag=True,
               help="Also evaluate beside the baseline (runs/pianogenie/baseline) and write the "
                    "metrics, the loss curve and the model card; --checkpoint's folder is the run.")
+@click.option("--cards-only", is_flag=True,
+              help="Measure the shipped artefacts' Gold again (after a change to pianogenie/gold.py) and write "
+                   "both cards again from the kept metrics; no checkpoint needed.")
 @format_option
-def export_cmd(checkpoint, vq, out, card, fmt):
+def export_cmd(checkpoint, vq, out, card, cards_only, fmt):
     """Export a checkpoint's decoder step and encoder as TorchScript for the processor, and the
     decoder as ONNX beside it (the torch-free runtime)."""
     _logging()
     from pianogenie import export
     from pianogenie.model import PianoGenieConfig
 
+    if cards_only:
+        for p in export.refresh_cards(out):
+            click.echo(f"wrote {p}")
+        return
     checkpoint = checkpoint or DEFAULT_RUN / ("vq" if vq else "model") / "best.pt"
     if (card or fmt != "onnx") and not checkpoint.is_file():  # --format onnx converts the shipped .pt
         raise click.BadParameter(f"{checkpoint}: no such checkpoint", param_hint="--checkpoint")

@@ -540,6 +540,28 @@ def ship_vq(run: str | Path, out_dir: str | Path | None = None, which: str = "be
     return result
 
 
+def refresh_cards(out_dir: str | Path | None = None) -> list[Path]:
+    """Measure again what the shipped artefacts alone decide (the Gold measure, whose tunes live in
+    ``pianogenie.gold``) and write both cards again from the kept metrics, updated: no run needed."""
+    from pianogenie import evaluate
+    from pianogenie.gold import gold_measure
+
+    out, written = Path(out_dir) if out_dir else WEIGHTS_DIR, []
+    shipped = {"model": evaluate.SHIPPED, "vq": evaluate.SHIPPED_VQ}
+    for vq, card, write in ((False, "pianogenie.md", model_card), (True, "pianogenie_vq.md", vq_card)):
+        path = out / metrics_file(vq)
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        for key, which in shipped.items():
+            if key in result:
+                result[key]["gold"] = gold_measure(evaluate.load(which, out)[0])
+        path.write_text(json.dumps(result, indent=1))
+        (out / card).write_text(write(result))
+        written += [path, out / card]
+    return written
+
+
 def _vq_trend(val: list[tuple[int, float]], n: int = 6) -> str:
     """Where the validation cross-entropy went over the run's last 2n evaluations (one is noisy)."""
     if len(val) < 2 * n:

@@ -563,3 +563,25 @@ def test_eval_adds_the_rows_without_the_time_input(tmp_path):
     with pytest.raises(ValueError, match="with the time input"):
         evaluate.run(tmp_path / "model" / "ckpt.pt", None, perf=perf, player_seeds=1,
                      without_time={"iqae": tmp_path / "model" / "ckpt.pt"})
+
+
+def test_cards_are_written_again_with_the_shipped_models_gold(tmp_path):
+    import json
+    import shutil
+
+    from pianogenie import evaluate, export
+    from pianogenie.gold import gold_measure
+
+    for f in export.WEIGHTS_DIR.iterdir():
+        if f.suffix in (".json", ".pt", ".md"):
+            shutil.copy(f, tmp_path / f.name)
+    kept = json.loads((tmp_path / "pianogenie_metrics.json").read_text())
+    kept["model"]["gold"]["gold_l2"] = 99.0  # as if measured with other tunes
+    (tmp_path / "pianogenie_metrics.json").write_text(json.dumps(kept))
+    written = export.refresh_cards(tmp_path)
+    assert {p.name for p in written} == {"pianogenie_metrics.json", "pianogenie.md", "pianogenie_vq_metrics.json",
+                                         "pianogenie_vq.md"}
+    gold = gold_measure(evaluate.load(evaluate.SHIPPED, tmp_path)[0])["gold_l2"]
+    after = json.loads((tmp_path / "pianogenie_metrics.json").read_text())
+    assert after["model"]["gold"]["gold_l2"] == gold and after["model"]["perplexity"] == kept["model"]["perplexity"]
+    assert f"**{gold:.2f}**" in (tmp_path / "pianogenie.md").read_text()
