@@ -180,7 +180,10 @@ def copy_runs(runs_dir: str | Path = Path("runs") / "musiclm", dest: str | Path 
         files = ["history.json", "loss.png"]
         if name in best_for and (src / "best.pt").is_file():
             if load_checkpoint(src / "best.pt")["step"] != load_checkpoint(src / "ckpt.pt")["step"]:
-                files.append("best.pt")  # else ckpt.pt holds the best weights already
+                files.append("best.pt")
+            elif (dst / "best.pt").is_file():  # the last step is the best: ckpt.pt holds its weights, and
+                (dst / "best.pt").unlink()     # an older best.pt would be read before it
+                written.append(dst / "best.pt")
         for f in files:
             if (src / f).is_file():
                 shutil.copy2(src / f, dst / f)

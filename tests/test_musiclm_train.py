@@ -170,6 +170,28 @@ def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
     assert train(cfg, progress=False)["step"] == 6
 
 
+def test_copied_runs_keep_best_pt_only_where_the_last_step_is_not_the_best(datasets, tmp_path):
+    from modelkit.checkpoints import load_checkpoint, save_atomic
+    from musiclm.export import copy_runs
+
+    cfg = tiny_cfg("jsb", "relative", tmp_path / "train", datasets)
+    cfg.steps = 2
+    ckpt = train(cfg, progress=False)
+    run, kept = tmp_path / "runs" / "jsb-relative", tmp_path / "kept" / "jsb-relative"
+    run.mkdir(parents=True)
+    kept.mkdir(parents=True)
+    save_atomic({**ckpt, "step": 4}, run / "ckpt.pt")
+    for best_step in (2, 4):
+        save_atomic({**ckpt, "step": best_step}, run / "best.pt")
+        save_atomic({**ckpt, "step": 1}, kept / "best.pt")  # left by an earlier copy
+        copy_runs(tmp_path / "runs", tmp_path / "kept")
+        assert load_checkpoint(kept / "ckpt.pt")["step"] == 4
+        if best_step == 4:  # ckpt.pt holds the best weights, and no older best.pt is read before it
+            assert not (kept / "best.pt").exists()
+        else:
+            assert load_checkpoint(kept / "best.pt")["step"] == 2
+
+
 def test_the_card_compares_relative_and_absolute_at_the_last_step_both_reached(tmp_path):
     import json
 
