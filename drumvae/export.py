@@ -555,7 +555,7 @@ cores; target <= {bench['target_ms']:.0f} ms): {_bench_line(bench)}.
 
 ## Limits
 
-- Trained {run['latest_step'] + (run.get('init') or {}).get('step', 0):,} steps on one CPU thread (GrooVAE: larger, longer); read the numbers as
+- Trained {run['latest_step'] + sum(st['step'] for st in run.get('stages') or []):,} steps on one CPU thread (GrooVAE: larger, longer); read the numbers as
   a curve in progress.
 - Trained and evaluated on 2-bar windows of 4/4 only; one note per class per step (rolls faster
   than 16ths are lost, {counts.get('train', {}).get('dropped_note_ons', 0) / max(counts.get('train', {}).get('note_ons', 1), 1):.0%} of training note-ons).
