@@ -141,7 +141,8 @@ def export_cmd(checkpoint, out, card, note, fmt):
 @click.option("--json", "as_json", is_flag=True, help="Print the timings as JSON.")
 def bench_cmd(weights, runs, as_json):
     """Time one 2-bar decode (32 steps, batch 1) of the exported model on one thread: median and
-    p99 (target <= 20 ms). The timing through JACK against due times is not part of this bench yet."""
+    p99 (target <= 20 ms). The output notes against their due times through JACK, beside the floor:
+    ``genie bench clock -p drumvae``."""
     from drumvae import export
 
     result = export.bench_decode(weights, runs)
