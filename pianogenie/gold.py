@@ -2,10 +2,10 @@
 press for a simple tune (Donahue et al. 2019, Table 1; magenta's ``gold.py``).
 
 Eight public-domain tunes, written here note by note, each with the 8-button sequence a person
-would play it with, written by hand (buttons 0-7, low to high) as the paper's were: the same note
-on the same button, a higher note on a higher button, a step (one or two semitones) on the
-neighbouring button, a leap (a third or more) at least two buttons away, and the tune's span
-centred on the eight buttons. (Until December 2026 some sequences spread a tune over all eight
+would play it with, written by hand (buttons 0-7, low to high): the same note on the same button,
+a higher note on a higher button, a step (one or two semitones) on the neighbouring button, as
+the paper's sequences have them, a leap (a third or more) at least two buttons away, and the
+tune's span centred on the eight buttons (the paper's start lower: Mary on 1-5 of 1-8). (Until December 2026 some sequences spread a tune over all eight
 buttons and so put steps two buttons apart, against their own rule: Gold 2.77 for the shipped
 model then, 2.57 with the sequences corrected.) As in the paper, each tune is transposed -6..+5 semitones, every
 note gets the same time since the previous one (bucket 8, 0.256 s), the encoder's buttons are read
