@@ -336,14 +336,14 @@ def recipe(config: dict) -> dict:
     return {**({"model": model} if model else {}), **out}
 
 
-def _command(loop: dict, config: dict, init: str | None, name: str) -> str:
+def _command(loop: dict, init: str | None, config_file: str | None) -> str:
     cmd = f"genie train drumvae --out {loop['out_dir']} --threads 1 --steps {loop['steps']}"
     if init:
         cmd += f" --init-from {init} --lr {loop['lr']:g}"
     if loop.get("seed"):
         cmd += f" --seed {loop['seed']}"
-    if recipe(config):
-        cmd += f" --config {name}.json"
+    if config_file:
+        cmd += f" --config {config_file}"
     return cmd
 
 
@@ -354,14 +354,21 @@ def _made_by(run: dict, loop: dict) -> str:
     configs = [s["config"] for s in stages] + [run["config"]]
     inits = [None] + [s["checkpoint"] for s in stages]
     for i, (config, init) in enumerate(zip(configs, inits)):
-        name = f"stage{i + 1}"
-        line = _command(config["loop"], config, init, name)
+        own, name = recipe(config), f"stage{i + 1}.json"
+        line = _command(config["loop"], init, name if own else None)
         if i < len(stages):
             line += f"   # -> {stages[i]['checkpoint']}"
         lines.append(line)
-        if recipe(config):
-            files.append(f"# {name}.json: {json.dumps(recipe(config))}")
+        if own:
+            files.append(f"# {name}: {json.dumps(own)}")
     return "\n".join(files + lines)
+
+
+def _all_runs(run: dict) -> tuple[int, float]:
+    """(steps, minutes) over this run and the runs it started from."""
+    stages = run.get("stages") or []
+    return (sum(s["step"] for s in stages) + run["latest_step"],
+            (sum(s["wall_time_s"] for s in stages) + run["latest_wall_time_s"]) / 60)
 
 
 def _init_line(run: dict) -> str:
@@ -371,8 +378,7 @@ def _init_line(run: dict) -> str:
     words = {2: "Two", 3: "Three", 4: "Four"}.get(len(stages) + 1, str(len(stages) + 1))
     each = "; ".join(f"`{s['checkpoint']}`: {s['step']:,} steps in "
                      f"{s['wall_time_s'] / 60:.0f} min" for s in stages)
-    steps = sum(s["step"] for s in stages) + run["latest_step"]
-    minutes = (sum(s["wall_time_s"] for s in stages) + run["latest_wall_time_s"]) / 60
+    steps, minutes = _all_runs(run)
     return (f"- **{words} runs**: {each}; then this run, with the recipe above. Each run after the first "
             f"started from the weights of the one before (`--init-from`, a fresh Adam and schedule): "
             f"{steps:,} steps and {minutes:.0f} min in all (the commands above).\n")
@@ -555,7 +561,7 @@ cores; target <= {bench['target_ms']:.0f} ms): {_bench_line(bench)}.
 
 ## Limits
 
-- Trained {run['latest_step'] + sum(st['step'] for st in run.get('stages') or []):,} steps on one CPU thread (GrooVAE: larger, longer); read the numbers as
+- Trained {_all_runs(run)[0]:,} steps on one CPU thread (GrooVAE: larger, longer); read the numbers as
   a curve in progress.
 - Trained and evaluated on 2-bar windows of 4/4 only; one note per class per step (rolls faster
   than 16ths are lost, {counts.get('train', {}).get('dropped_note_ons', 0) / max(counts.get('train', {}).get('note_ons', 1), 1):.0%} of training note-ons).

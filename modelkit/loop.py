@@ -229,4 +229,9 @@ def train_loop(task: Task, cfg: LoopConfig, progress: bool | None = None) -> dic
             break
     if bar is not None:
         bar.render_finish()
-    return last if last is not None else checkpoint()
+    ckpt = last if last is not None else checkpoint()
+    if world > 1:  # no rank leaves (and tears its process group down) while rank 0 still writes
+        import torch.distributed as dist
+
+        dist.barrier()
+    return ckpt

@@ -5,9 +5,10 @@ Eight public-domain tunes, written here note by note, each with the 8-button seq
 would play it with, written by hand (buttons 0-7, low to high): the same note on the same button,
 a higher note on a higher button, a step (one or two semitones) on the neighbouring button, as
 the paper's sequences have them, a leap (a third or more) at least two buttons away, and the
-tune's span centred on the eight buttons (the paper's start lower: Mary on 1-5 of 1-8). (Until December 2026 some sequences spread a tune over all eight
-buttons and so put steps two buttons apart, against their own rule: Gold 2.77 for the shipped
-model then, 2.57 with the sequences corrected.) As in the paper, each tune is transposed -6..+5 semitones, every
+tune's span centred on the eight buttons (the paper's start lower: Mary on 1-5 of 1-8). Until
+December 2026 some sequences spread a tune over all eight buttons and so put steps two buttons
+apart, against their own rule (Gold 2.77 for the shipped model then, 2.57 with them corrected).
+As in the paper, each tune is transposed -6..+5 semitones, every
 note gets the same time since the previous one (bucket 8, 0.256 s), the encoder's buttons are read
 for it, and Gold is the mean squared difference between the encoder's and the person's buttons
 over every note of every transposition (lower is better; the paper: 1.70, 1.61 with the time

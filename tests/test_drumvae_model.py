@@ -283,7 +283,7 @@ def test_lane_mixing_takes_cymbals_or_toms_from_a_window_of_the_same_style():
 def test_a_run_can_start_from_another_runs_weights(tmp_path):
     from dataclasses import replace
 
-    from drumvae.train import DrumTask, train
+    from drumvae.train import DrumTask, stage_model, train
     from modelkit.checkpoints import load_checkpoint
 
     w = data.synthetic(64, styles=("a", "b"))
@@ -300,11 +300,9 @@ def test_a_run_can_start_from_another_runs_weights(tmp_path):
     assert [st["step"] for st in r["run"]["stages"]] == [10]
     card = (tmp_path / "weights" / "drumvae.md").read_text()
     assert "Two runs" in card and f"--init-from {cfg.init_from}" in card and "20 steps" in card
-    cfg.model = replace(TINY, sched_sampling=0.5, dropout=0.1)  # training's settings may change
-    from drumvae.train import stage_model
-
     staged = stage_model(TINY, replace(TINY, sched_sampling=0.5, z_dim=99), ["sched_sampling", "z_dim"])
-    assert staged == replace(TINY, sched_sampling=0.5)  # ... the weights' shape may not
+    assert staged == replace(TINY, sched_sampling=0.5)  # training's settings may change, the weights' shape not
+    cfg.model = replace(TINY, sched_sampling=0.5, dropout=0.1)
     assert all(torch.equal(v, first["model"][k]) for k, v in DrumTask(cfg, w).build_model().state_dict().items())
     cfg.model = replace(TINY, dec_hidden=TINY.dec_hidden * 2)
     with pytest.raises(ValueError, match="another model"):

@@ -224,6 +224,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, result: str) -> None
     ckpt = train(tiny_cfg(Path(out), 4), synthetic_performances(), progress=False)
     if rank == 0:
         torch.save(ckpt["model"], result)
+    dist.barrier()  # rank 1 tearing gloo down while rank 0 still wrote aborted it (SIGABRT), now and then
     dist.destroy_process_group()
 
 
