@@ -37,6 +37,7 @@ class LoopConfig:
     lr: float = 1e-3  # peak learning rate
     warmup_steps: int = 0  # linear warm-up from 0
     decay: str = "none"  # "none" or "cosine" (to lr * min_lr_ratio at ``steps``)
+    decay_start: int = 0  # cosine decay runs from here (or the warm-up's end, if later) to ``steps``
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0  # > 0: AdamW
     grad_clip: float = 1.0  # max gradient norm; 0 = off
@@ -68,8 +69,9 @@ class Task(Protocol):
 
     def validate(self, model: nn.Module) -> dict[str, float]: ...  # holds LoopConfig.best_on (lower: better)
 
-    # optional: ``plot_series`` (training keys drawn in loss.png, default ("loss",)) and
-    # ``plot_ylabel``
+    # optional: ``plot_series`` (training keys drawn in loss.png, default ("loss",)),
+    # ``plot_ylabel``, and ``saved_model_args(args) -> dict``: a checkpoint's model_args with the
+    # settings added to the model since it was written filled in as that run had them
 
 
 def learning_rate(cfg: LoopConfig, step: int) -> float:
@@ -77,8 +79,8 @@ def learning_rate(cfg: LoopConfig, step: int) -> float:
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.decay == "cosine":
-        span = max(cfg.steps - cfg.warmup_steps, 1)
-        t = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+        start = max(cfg.warmup_steps, cfg.decay_start)
+        t = min(max(step - start, 0) / max(cfg.steps - start, 1), 1.0)
         floor = cfg.lr * cfg.min_lr_ratio
         return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * t))
     return cfg.lr
@@ -138,8 +140,9 @@ def train_loop(task: Task, cfg: LoopConfig, progress: bool | None = None) -> dic
     ckpt_file = checkpoint_path(out)
     if ckpt_file.is_file():
         ckpt = load_checkpoint(ckpt_file)
-        if ckpt["model_args"] != task.model_args():
-            raise ValueError(f"{ckpt_file} was made with model {ckpt['model_args']}, not {task.model_args()}")
+        saved = getattr(task, "saved_model_args", dict)(ckpt["model_args"])
+        if saved != task.model_args():
+            raise ValueError(f"{ckpt_file} was made with model {saved}, not {task.model_args()}")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, best_val, history, wall_s = ckpt["step"], ckpt["best_val"], ckpt["history"], ckpt["wall_time_s"]

@@ -37,6 +37,9 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
               help="Stop after this much wall time (0: no limit); a checkpoint is written first.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--decay-from", type=click.IntRange(min=0), default=0, show_default=True,
+              help="From this step on, the learning rate falls along a cosine to a tenth at --steps "
+                   "(0: constant, as the paper). Also given when resuming, to end a run with a tail.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
@@ -45,7 +48,8 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
               help="Datasets root holding asap-maestro-subset [default: $GENIE_DATASETS or ../shared/datasets].")
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache for the prepared notes [default: $XDG_CACHE_HOME/genie/pianogenie].")
-def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, seed, ckpt_every, threads, data, cache):
+def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, decay_from, seed, ckpt_every, threads,
+              data, cache):
     """Train Piano Genie on MAESTRO (ASAP subset); resumes exactly from the run folder."""
     _logging()
     from pianogenie.model import PianoGenieConfig
@@ -53,6 +57,8 @@ def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, se
 
     if baseline and vq:
         raise click.UsageError("--baseline has no buttons, so no bottleneck: give one of --baseline, --vq")
+    if decay_from and decay_from >= steps:
+        raise click.BadParameter(f"{decay_from} is not before --steps {steps}", param_hint="--decay-from")
     out = out or DEFAULT_RUN / (("baseline" if baseline else "vq" if vq else "model") + ("-notime" if no_time else ""))
     if checkpoint_path(out).is_file():  # the run's own settings win; only where and how long change
         cfg = TrainConfig.from_dict(load_checkpoint(checkpoint_path(out))["config"])
@@ -68,11 +74,14 @@ def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, se
                 "resuming %s: its own %s stay; ignoring --%s", out, ", ".join(ignored),
                 ", --".join(k.replace("_", "-") for k in ignored))
         cfg.out_dir, cfg.steps, cfg.max_minutes, cfg.threads = str(out), steps, max_minutes, threads
+        if ctx.get_parameter_source("decay_from") == click.core.ParameterSource.COMMANDLINE:
+            cfg.decay_from = decay_from  # the schedule's tail from here on; the steps before are unchanged
     else:
         cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8,
                                                                    bottleneck="vq" if vq else "iqae",
                                                                    time_input=not no_time),
-                          steps=steps, batch_size=batch_size, lr=lr, seed=seed, ckpt_every=ckpt_every,
+                          steps=steps, batch_size=batch_size, lr=lr, decay_from=decay_from, seed=seed,
+                          ckpt_every=ckpt_every,
                           eval_every=ckpt_every, threads=threads, max_minutes=max_minutes,
                           data_dir=str(data or ""), cache_dir=str(cache or ""))
     ckpt = train(cfg)

@@ -32,6 +32,7 @@ class TrainConfig:
     steps: int = 200_000  # where to stop; the paper's checkpoint ran 166k steps
     batch_size: int = 32  # the global batch; split over processes under torchrun
     lr: float = 3e-4
+    decay_from: int = 0  # 0: a constant learning rate, as the paper; N: cosine decay from step N to `steps`, to a tenth
     seed: int = 0
     ckpt_every: int = 500
     eval_every: int = 500
@@ -127,6 +128,10 @@ class PianoGenieTask:
     def model_args(self) -> dict:
         return asdict(self.cfg.model)
 
+    def saved_model_args(self, args: dict) -> dict:
+        """A run from before the VQ-VAE and no-time options lacks their keys: it had the defaults."""
+        return asdict(PianoGenieConfig(**args))
+
     def config(self) -> dict:
         return self.cfg.to_dict()
 
@@ -150,8 +155,10 @@ class PianoGenieTask:
 
 
 def loop_config(cfg: TrainConfig) -> LoopConfig:
-    """The paper's optimiser: Adam at a constant 3e-4, no clipping."""
+    """The paper's optimiser: Adam at a constant 3e-4, no clipping; with ``decay_from``, a cosine
+    tail from that step to the end (a run's last stretch at a falling rate)."""
     return LoopConfig(out_dir=cfg.out_dir, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed,
+                      decay="cosine" if cfg.decay_from else "none", decay_start=cfg.decay_from,
                       ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every, log_every=cfg.log_every,
                       threads=cfg.threads, max_minutes=cfg.max_minutes, grad_clip=0.0, best_on="ce")
 

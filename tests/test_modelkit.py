@@ -102,3 +102,10 @@ def test_learning_rate_warms_up_and_decays():
     assert learning_rate(cfg, 10) == pytest.approx(1.0)
     assert learning_rate(cfg, 100) == pytest.approx(0.1)
     assert learning_rate(cfg, 55) < learning_rate(cfg, 20)
+
+
+def test_a_cosine_tail_starts_where_decay_start_says():
+    cfg = LoopConfig(lr=1.0, steps=100, decay="cosine", decay_start=60, min_lr_ratio=0.1)
+    assert [learning_rate(cfg, s) for s in (0, 30, 60)] == [1.0, 1.0, 1.0]  # constant until the tail
+    assert learning_rate(cfg, 80) == pytest.approx(0.55)  # half way down
+    assert learning_rate(cfg, 100) == pytest.approx(0.1) and learning_rate(cfg, 130) == pytest.approx(0.1)

@@ -209,6 +209,23 @@ def test_resume_is_exact(tmp_path):
     assert (tmp_path / "b" / "best.pt").is_file() and (tmp_path / "b" / "history.json").is_file()
 
 
+def test_a_run_from_before_the_vq_and_no_time_options_resumes(tmp_path):
+    """The shipped run's checkpoint was written before the model had a bottleneck or time switch."""
+    from dataclasses import replace
+
+    from modelkit.checkpoints import save_atomic
+    from pianogenie.train import load_checkpoint, train
+    perf = synthetic_performances()
+    train(tiny_cfg(tmp_path / "old", 3), perf, progress=False)
+    ckpt = load_checkpoint(tmp_path / "old" / "ckpt.pt")
+    for key in ("bottleneck", "code_dim", "commitment", "time_input"):
+        del ckpt["model_args"][key], ckpt["config"]["model"][key]
+    save_atomic(ckpt, tmp_path / "old" / "ckpt.pt")
+    assert train(tiny_cfg(tmp_path / "old", 4), perf, progress=False)["step"] == 4
+    with pytest.raises(ValueError, match="was made with model"):  # another model is still refused
+        train(replace(tiny_cfg(tmp_path / "old", 5), model=replace(TINY, time_input=False)), perf, progress=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -439,7 +456,17 @@ def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
     r = CliRunner().invoke(train_cmd, [*args, "--steps", "2"])
     assert r.exit_code == 0, r.output
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")
-    assert ckpt["step"] == 2 and ckpt["config"]["batch_size"] == 2
+    assert ckpt["step"] == 2 and ckpt["config"]["batch_size"] == 2 and ckpt["config"]["decay_from"] == 0
+    r = CliRunner().invoke(train_cmd, [*args, "--steps", "4", "--decay-from", "2"])  # end it with a tail
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    assert ckpt["step"] == 4 and ckpt["config"]["decay_from"] == 2
+    lrs = [h["lr"] for h in ckpt["history"] if "lr" in h]
+    assert lrs[0] == 3e-4 and lrs[-1] < 3e-4 and lrs == sorted(lrs, reverse=True), lrs  # constant, then falling
+    r = CliRunner().invoke(train_cmd, [*args, "--steps", "5"])  # a resume without it keeps the tail
+    assert r.exit_code == 0 and load_checkpoint(tmp_path / "run" / "ckpt.pt")["config"]["decay_from"] == 2
+    r = CliRunner().invoke(train_cmd, [*args, "--steps", "5", "--decay-from", "5"])
+    assert r.exit_code == 2 and "--decay-from" in r.output
 
 
 def test_gold_tunes_are_written_as_a_person_plays_them():
