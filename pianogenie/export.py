@@ -351,6 +351,22 @@ def _trend(val: list[tuple[int, float]]) -> str:
             "training would lower it somewhat too.")
 
 
+def _schedule(cfg: dict) -> str:
+    """The learning rate as the run had it: the paper's constant one, or that with a cosine tail."""
+    if not cfg.get("decay_from"):
+        return f"{cfg['lr']:g} (constant, as the paper)"
+    return (f"{cfg['lr']:g}, constant to step {cfg['decay_from']:,}, then falling along a cosine to a "
+            f"tenth at step {cfg['steps']:,}")
+
+
+def _tail_command(cfg: dict) -> str:
+    """How the run was resumed for its tail, where it had one."""
+    if not cfg.get("decay_from"):
+        return ""
+    return (f", resumed for its last stretch with `genie train pianogenie --out runs/pianogenie/model "
+            f"--steps {cfg['steps']} --decay-from {cfg['decay_from']}`")
+
+
 def _ok(value: float, target: float, higher: bool = False) -> str:
     return "met" if (value >= target if higher else value <= target) else "not met"
 
@@ -366,8 +382,17 @@ would press, written by hand for {len(g['per_tune'])} public-domain tunes, each 
 semitones at a fixed 0.256 s between notes: mean squared difference **{g['gold_l2']:.2f}** (paper 1.70,
 1.61 with the time input; target <= 2: {_ok(g['gold_l2'], 2.0)}), mean absolute {g['gold_l1']:.2f}; per
 tune: {tunes}. The encoder's mean button is {g['encoder_mean_button']:.2f} where the person's is
-{g['person_mean_button']:.2f}.
+{g['person_mean_button']:.2f}.{_gold_shape(g)}
 """
+
+
+def _gold_shape(g: dict) -> str:
+    """Gold split into where the encoder puts a tune and the tune's shape (an older result lacks it)."""
+    if "gold_l2_shape" not in g:
+        return ""
+    return (f" In shape alone, with each tune's constant offset taken away (per transposition), the "
+            f"difference is {g['gold_l2_shape']:.2f}: the other {g['gold_l2'] - g['gold_l2_shape']:.2f} is "
+            "where the encoder puts the tune on the buttons, not the steps and leaps within it.")
 
 
 def _range_paragraph(g: dict | None) -> str:
@@ -420,8 +445,8 @@ since the previous note. The `pianogenie` processor runs the decoder: one note p
 - `pianogenie_encoder.pt`: `forward(keys, dt) -> buttons`, used by `genie buttons FILE.mid`.
 - `pianogenie_metrics.json`: every number below; `pianogenie_loss.png`: the loss curves.
 
-Made by: `genie train pianogenie --out runs/pianogenie/model` and `genie train pianogenie
---baseline --out runs/pianogenie/baseline`, then `genie export pianogenie --card` (export of
+Made by: `genie train pianogenie --out runs/pianogenie/model`{_tail_command(cfg)} and `genie train
+pianogenie --baseline --out runs/pianogenie/baseline`, then `genie export pianogenie --card` (export of
 `best.pt`, the checkpoint with the lowest validation cross-entropy, evaluation with `genie eval
 pianogenie`, this card).
 
@@ -446,7 +471,7 @@ By piece, the rule of the dataset's SOURCE.md: h = int(sha1(composer + "|" + tit
 ## Training
 
 - Model: encoder dense 128 -> BiLSTM 2x128 -> 1; 8-level IQAE; decoder dense 128 -> LSTM 2x128 ->
-  88. Loss: cross-entropy + range penalty + contour penalty, weights 1.0. Adam {cfg['lr']:g},
+  88. Loss: cross-entropy + range penalty + contour penalty, weights 1.0. Adam {_schedule(cfg)},
   batch {cfg['batch_size']}, seed {cfg['seed']}; torch {runs['torch']}, CPU.
 - Shipped checkpoint: step **{m['step']:,}** (best validation cross-entropy), {m['wall_time_s'] / 3600:.2f} h
   of training wall time; the run had reached step {runs['model_latest_step']:,}

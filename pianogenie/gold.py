@@ -13,6 +13,11 @@ note gets the same time since the previous one (bucket 8, 0.256 s), the encoder'
 for it, and Gold is the mean squared difference between the encoder's and the person's buttons
 over every note of every transposition (lower is better; the paper: 1.70, 1.61 with the time
 input). Magenta's gold sequences are written 1-8 against the encoder's 0-7; ours are 0-7.
+
+Gold mixes two things a player feels differently: where a tune sits on the buttons and its shape.
+``gold_l2_shape`` is the same measure after each tune's (and transposition's) constant offset is
+taken away, the best any shift of the encoder's buttons could do; ``gold_l2`` minus it is the
+cost of where the encoder puts the tune.
 """
 
 from __future__ import annotations
@@ -59,10 +64,11 @@ TUNES: list[tuple[str, list[int], list[int]]] = [
 @torch.no_grad()
 def gold_measure(model) -> dict:
     """Mean squared (and absolute) difference between the encoder's buttons and the person's, per
-    tune and over all; the encoder's mean button beside the person's shows a squeeze or a shift."""
+    tune and over all, and in shape alone; the encoder's mean button beside the person's shows a
+    squeeze or a shift."""
     model.eval()
     per: dict[str, float] = {}
-    sq = ab = n = 0.0
+    sq = ab = n = shape = 0.0
     enc_sum = gold_sum = 0.0
     for name, pitches, gold in TUNES:
         keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
@@ -72,6 +78,7 @@ def gold_measure(model) -> dict:
         diff = buttons - want
         per[name] = float((diff ** 2).mean())
         sq, ab, n = sq + float((diff ** 2).sum()), ab + float(diff.abs().sum()), n + diff.numel()
+        shape += float(((diff - diff.mean(dim=1, keepdim=True)) ** 2).sum())  # each transposition's offset out
         enc_sum, gold_sum = enc_sum + float(buttons.sum()), gold_sum + float(want.sum())
-    return {"gold_l2": sq / n, "gold_l1": ab / n, "per_tune": per, "notes": int(n),
+    return {"gold_l2": sq / n, "gold_l1": ab / n, "gold_l2_shape": shape / n, "per_tune": per, "notes": int(n),
             "encoder_mean_button": enc_sum / n, "person_mean_button": gold_sum / n}
