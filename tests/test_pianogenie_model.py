@@ -226,6 +226,23 @@ def test_a_run_from_before_the_vq_and_no_time_options_resumes(tmp_path):
         train(replace(tiny_cfg(tmp_path / "old", 5), model=replace(TINY, time_input=False)), perf, progress=False)
 
 
+KEPT = Path(__file__).resolve().parents[1] / "checkpoints" / "pianogenie"
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in KEPT.iterdir() if (p / "ckpt.pt").is_file()))
+def test_every_kept_run_resumes_as_its_readme_says(tmp_path, run):
+    """checkpoints/pianogenie/README: copy a run to runs/ and `genie train` resumes its ckpt.pt."""
+    import shutil
+
+    from pianogenie.train import TrainConfig, load_checkpoint, train
+    shutil.copy(KEPT / run / "ckpt.pt", tmp_path / "ckpt.pt")
+    kept = load_checkpoint(tmp_path / "ckpt.pt")
+    cfg = TrainConfig.from_dict(kept["config"])
+    cfg.out_dir, cfg.steps, cfg.threads, cfg.eval_windows = str(tmp_path), kept["step"] + 1, 1, 4
+    after = train(cfg, synthetic_performances(), progress=False)  # the data here is synthetic
+    assert after["step"] == kept["step"] + 1 and len(after["history"]) > len(kept["history"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
