@@ -323,7 +323,9 @@ def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | 
     ckpt = load_checkpoint(model_run / which)
     export_model(model_from_checkpoint(ckpt), out)
     onnx = {f.name: diff for f, diff in export_onnx(out)}  # beside it, checked
-    result = evaluate.run(model_run / which, baseline_run / "best.pt", perf=perf, player_seeds=player_seeds)
+    baseline = baseline_run / "best.pt"  # its best, else its last (the one kept in checkpoints/)
+    result = evaluate.run(model_run / which, baseline if baseline.is_file() else baseline_run / "ckpt.pt",
+                          perf=perf, player_seeds=player_seeds)
     latest = load_checkpoint(model_run / "ckpt.pt")
     base_latest = load_checkpoint(baseline_run / "ckpt.pt")
     plot_runs(latest["history"], base_latest["history"], out / "pianogenie_loss.png")

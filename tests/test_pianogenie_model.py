@@ -396,6 +396,9 @@ def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
     assert "baseline" in result and result["model"]["step"] == 3
     for name in (export.DECODER_FILE, export.ENCODER_FILE, "pianogenie_metrics.json"):
         assert (tmp_path / "out" / name).is_file()
+    (tmp_path / "baseline" / "best.pt").unlink()  # as in checkpoints/: the baseline's last checkpoint only
+    result = export.ship(tmp_path / "model", tmp_path / "baseline", tmp_path / "out", perf=perf, player_seeds=1)
+    assert result["baseline"]["step"] == 3
     vq = tiny_cfg(tmp_path / "vq", 3)
     vq.model = TINY_VQ
     train(vq, perf, progress=False)
