@@ -272,7 +272,9 @@ def _row_lines(m: dict, name: str) -> list[str]:
                      f"transposed -6..+5: mean squared difference {g['gold_l2']:.2f} (paper 1.70; target "
                      f"<= 2), mean button {g['encoder_mean_button']:.2f} against the person's "
                      f"{g['person_mean_button']:.2f}" + (f"; in shape alone (each tune's offset taken away) "
-                                                          f"{g['gold_l2_shape']:.2f}" if "gold_l2_shape" in g else ""))
+                                                          f"{g['gold_l2_shape']:.2f}, {g['register_slope']:.2f} buttons "
+                                                          f"higher per semitone a tune is moved up"
+                                                          if "gold_l2_shape" in g else ""))
     return lines
 
 

@@ -394,7 +394,11 @@ def _gold_shape(g: dict) -> str:
         return ""
     return (f" In shape alone, with each tune's constant offset taken away (per transposition), the "
             f"difference is {g['gold_l2_shape']:.2f}: the other {g['gold_l2'] - g['gold_l2_shape']:.2f} is "
-            "where the encoder puts the tune on the buttons, not the steps and leaps within it.")
+            "where the encoder puts the tune on the buttons, not the steps and leaps within it" +
+            (f": its mean button rises {g['register_slope']:.2f} per semitone the tune is moved up (buttons 0 "
+             f"to 7 span about {7 / g['register_slope']:.0f} semitones of register), so it places a tune by where "
+             "on the keyboard it lies, where a person centres every tune."
+             if g.get("register_slope", 0) >= 7 / 88 else "."))  # a slope that spans the keyboard or less
 
 
 def _range_paragraph(g: dict | None) -> str:

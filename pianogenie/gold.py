@@ -17,7 +17,9 @@ input). Magenta's gold sequences are written 1-8 against the encoder's 0-7; ours
 Gold mixes two things a player feels differently: where a tune sits on the buttons and its shape.
 ``gold_l2_shape`` is the same measure after each tune's (and transposition's) constant offset is
 taken away, the best any shift of the encoder's buttons could do; ``gold_l2`` minus it is the
-cost of where the encoder puts the tune.
+cost of where the encoder puts the tune; ``register_slope``, how far the encoder's mean button moves
+per semitone a tune is transposed (the least-squares slope within each tune, pooled), says how much
+the register decides it. A person's buttons do not move with the register: their slope is 0.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def gold_measure(model) -> dict:
     per: dict[str, float] = {}
     sq = ab = n = shape = 0.0
     enc_sum = gold_sum = 0.0
+    moved = torch.tensor(list(TRANSPOSITIONS), dtype=torch.double)
+    moved = moved - moved.mean()
+    rise = 0.0  # over the tunes: sum of (transposition * the encoder's mean button), centred
     for name, pitches, gold in TUNES:
         keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
         dts = torch.full_like(keys, DT_BUCKET)
@@ -80,5 +85,7 @@ def gold_measure(model) -> dict:
         sq, ab, n = sq + float((diff ** 2).sum()), ab + float(diff.abs().sum()), n + diff.numel()
         shape += float(((diff - diff.mean(dim=1, keepdim=True)) ** 2).sum())  # each transposition's offset out
         enc_sum, gold_sum = enc_sum + float(buttons.sum()), gold_sum + float(want.sum())
-    return {"gold_l2": sq / n, "gold_l1": ab / n, "gold_l2_shape": shape / n, "per_tune": per, "notes": int(n),
+        rise += float((moved * buttons.mean(dim=1)).sum())
+    return {"register_slope": rise / (len(TUNES) * float((moved ** 2).sum())),  # buttons per semitone moved
+            "gold_l2": sq / n, "gold_l1": ab / n, "gold_l2_shape": shape / n, "per_tune": per, "notes": int(n),
             "encoder_mean_button": enc_sum / n, "person_mean_button": gold_sum / n}
