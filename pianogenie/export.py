@@ -340,6 +340,12 @@ def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | 
     result["onnx"] = onnx
     (out / "pianogenie_metrics.json").write_text(json.dumps(result, indent=1))
     (out / "pianogenie.md").write_text(model_card(result))
+    vq_metrics = out / metrics_file(True)
+    if vq_metrics.is_file():  # the VQ-VAE's card compares it with this model: its row follows
+        beside = json.loads(vq_metrics.read_text())
+        beside["model"] = result["model"]
+        vq_metrics.write_text(json.dumps(beside, indent=1))
+        (out / "pianogenie_vq.md").write_text(vq_card(beside))
     return result
 
 

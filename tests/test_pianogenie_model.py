@@ -406,6 +406,13 @@ def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
     assert result["vq"]["step"] == 3 and result["vq"]["bottleneck"] == "vq"
     assert result["model"]["bottleneck"] == "iqae"
     assert sorted(result["runs"]["code_order"]) == list(range(8))
+    train(tiny_cfg(tmp_path / "model", 6), perf, progress=False)  # another IQAE ships: the VQ card follows
+    export.ship(tmp_path / "model", tmp_path / "baseline", tmp_path / "out", perf=perf, which="ckpt.pt",
+                player_seeds=1)
+    beside = json.loads((tmp_path / "out" / export.metrics_file(True)).read_text())
+    assert beside["model"]["step"] == 6 and beside["vq"]["step"] == 3
+    card = (tmp_path / "out" / "pianogenie_vq.md").read_text()
+    assert f"| IQAE + contour (default) | {beside['model']['perplexity']:.3f} |" in card
     card = (tmp_path / "out" / "pianogenie_vq.md").read_text()
     assert export.LICENCE_LINE in card.splitlines() and "| VQ-VAE (k = 8) |" in card
     for name in (export.VQ_DECODER_FILE, export.VQ_ENCODER_FILE, "pianogenie_vq_metrics.json",
