@@ -375,6 +375,36 @@ def _tail_command(cfg: dict) -> str:
             f"--steps {cfg['steps']} --decay-from {cfg['decay_from']}`")
 
 
+def _tail_effect(cfg: dict, val: list[tuple[int, float]], span: int = 2000) -> str:
+    """What the learning rate's tail did: validation cross-entropy just before it and at its end."""
+    start = cfg.get("decay_from") or 0
+    before = [v for s, v in val if start - span < s <= start]
+    end = [v for s, v in val if s > (val[-1][0] if val else 0) - span]
+    if not start or not before or not end or val[-1][0] <= start + span:
+        return ""
+    return (f" Validation cross-entropy, mean of the evaluations over {span:,} steps: {sum(before) / len(before):.3f} "
+            f"before the tail, {sum(end) / len(end):.3f} at its end (step {val[-1][0]:,}).")
+
+
+def _limits_training(cfg: dict) -> str:
+    """What longer training can still do, as the run's schedule tells."""
+    if not cfg.get("decay_from"):
+        return ("- Trained far less than the paper's model (see the step count and the curve); where a target above\n"
+                "  says \"not met\", that is the gap still to close by training on.")
+    return ("- The validation curve has flattened at this size: the learning rate's tail (see Training) moved it\n"
+            "  little, so the perplexity target will not be met by training this model on. What is left to\n"
+            "  try: a wider decoder, or the quantizer passing its gradient only inside [-1, 1] (see the range\n"
+            "  penalty above).")
+
+
+def _baseline_which(b: dict, runs: dict) -> str:
+    """The baseline's row: its best checkpoint, or its last where only that is kept."""
+    where = f"step {b.get('step', 0):,} ({(b.get('wall_time_s') or 0) / 3600:.2f} h)"
+    if b.get("step") == runs["baseline_latest_step"]:
+        return f"its last checkpoint, {where}, the one kept in `checkpoints/pianogenie/baseline`."
+    return f"best checkpoint at {where}; its run had reached step {runs['baseline_latest_step']:,}."
+
+
 def _ok(value: float, target: float, higher: bool = False) -> str:
     return "met" if (value >= target if higher else value <= target) else "not met"
 
@@ -487,10 +517,9 @@ By piece, the rule of the dataset's SOURCE.md: h = int(sha1(composer + "|" + tit
   batch {cfg['batch_size']}, seed {cfg['seed']}; torch {runs['torch']}, CPU.
 - Shipped checkpoint: step **{m['step']:,}** (best validation cross-entropy), {m['wall_time_s'] / 3600:.2f} h
   of training wall time; the run had reached step {runs['model_latest_step']:,}
-  ({runs['model_latest_wall_time_s'] / 3600:.2f} h) when this card was written.
+  ({runs['model_latest_wall_time_s'] / 3600:.2f} h) when this card was written.{_tail_effect(cfg, runs.get('model_val', []))}
 - Baseline (the same decoder with no button input), trained alongside on the same data and split:
-  best checkpoint at step {b.get('step', 0):,} ({(b.get('wall_time_s') or 0) / 3600:.2f} h); its run
-  had reached step {runs['baseline_latest_step']:,}. {_trend(runs.get('baseline_val', []))}
+  {_baseline_which(b, runs)} {_trend(runs.get('baseline_val', []))}
 - Hardware: 2 shared CPU cores (other jobs running), one or two torch threads, niced. The paper's
   checkpoint ran 166k steps; this one ran far fewer, so read the numbers as a curve in progress.
 - Continue from the shipped run: copy `checkpoints/pianogenie` to `runs/`, then `genie train
@@ -525,8 +554,7 @@ Button use on the test split (buttons 0-7): {m['button_counts']}.
 {_gold_paragraph(m.get('gold'))}{_range_paragraph(m.get('range'))}
 {card_section(r.get('onnx') or {}, ONNX_SEQUENCE)}## Limits
 
-- Trained far less than the paper's model (see the step count and the curve); where a target above
-  says "not met", that is the gap still to close by training on.
+{_limits_training(cfg)}
 - Piano performances of 13 classical composers, mostly Bach, Beethoven and Chopin: the decoder
   plays in that style, whatever the musician has in mind.
 - The decoder knows only the buttons, the keys it played and the timing: not velocity, pedal or
