@@ -34,7 +34,9 @@ def test_clocked_processor_plays_on_the_daws_beat_and_stops_with_it(rig, bpm):
     # on the beat: every note the same JACK hop (a period or two) after its beat's clock
     period = 256 / 48000 * 1e9
     assert max(lag) - min(lag) < 2 * period + 3 * MS, [round(x / MS, 2) for x in lag]
-    assert 0 <= min(lag) and max(lag) < 4 * period + 5 * MS, [round(x / MS, 2) for x in lag]
+    # not before the beat, but for the tempo line's own error: fitted to clocks that arrive with
+    # the jitter of a JACK server without real-time scheduling, it put one beat 0.39 ms early once
+    assert -1 * MS <= min(lag) and max(lag) < 4 * period + 5 * MS, [round(x / MS, 2) for x in lag]
     assert sounding_after([m for _, m in got]) == set()  # the lost clock ended the groove
 
 
