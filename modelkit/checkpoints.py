@@ -32,6 +32,11 @@ def best_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / BEST
 
 
+def best_or_last(run_dir: str | Path) -> Path | None:
+    """A run's ``best.pt``, else its ``ckpt.pt`` (a kept run may hold only the last), else None."""
+    return next((p for p in (best_path(run_dir), checkpoint_path(run_dir)) if p.is_file()), None)
+
+
 def save_atomic(obj: dict, path: str | Path) -> None:
     """``torch.save`` to a temporary file, then rename: a run killed mid-write keeps the old file."""
     path = Path(path)

@@ -227,13 +227,11 @@ def run(model_path: str | Path, baseline_path: str | Path | None, split: str = "
 
 def without_time_runs(root: str | Path) -> dict[str, Path]:
     """The kept runs without the time input under ``root`` (``<name>-notime/``: best.pt, else ckpt.pt)."""
-    found = {}
-    for name, folder in (("iqae", "model-notime"), ("vq", "vq-notime"), ("baseline", "baseline-notime")):
-        for f in ("best.pt", "ckpt.pt"):
-            if (Path(root) / folder / f).is_file():
-                found[name] = Path(root) / folder / f
-                break
-    return found
+    from modelkit.checkpoints import best_or_last
+
+    found = {name: best_or_last(Path(root) / folder)
+             for name, folder in (("iqae", "model-notime"), ("vq", "vq-notime"), ("baseline", "baseline-notime"))}
+    return {name: path for name, path in found.items() if path is not None}
 
 
 def model_row(path: str | Path, weights_dir: str | Path | None, perf: data.Performances, keys: torch.Tensor,

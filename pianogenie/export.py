@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from daemon import runtime
+from modelkit.checkpoints import best_or_last
 from pianogenie import data
 from pianogenie.model import Decoder, Encoder, IntegerQuantizer, VectorQuantizer
 
@@ -323,8 +324,7 @@ def ship(model_run: str | Path, baseline_run: str | Path, out_dir: str | Path | 
     ckpt = load_checkpoint(model_run / which)
     export_model(model_from_checkpoint(ckpt), out)
     onnx = {f.name: diff for f, diff in export_onnx(out)}  # beside it, checked
-    baseline = baseline_run / "best.pt"  # its best, else its last (the one kept in checkpoints/)
-    result = evaluate.run(model_run / which, baseline if baseline.is_file() else baseline_run / "ckpt.pt",
+    result = evaluate.run(model_run / which, best_or_last(baseline_run),  # checkpoints/ keeps only its last
                           perf=perf, player_seeds=player_seeds)
     latest = load_checkpoint(model_run / "ckpt.pt")
     base_latest = load_checkpoint(baseline_run / "ckpt.pt")
@@ -378,9 +378,11 @@ def _tail_command(cfg: dict) -> str:
 def _tail_effect(cfg: dict, val: list[tuple[int, float]], span: int = 2000) -> str:
     """What the learning rate's tail did: validation cross-entropy just before it and at its end."""
     start = cfg.get("decay_from") or 0
+    if not start or not val or val[-1][0] <= start + span:
+        return ""
     before = [v for s, v in val if start - span < s <= start]
-    end = [v for s, v in val if s > (val[-1][0] if val else 0) - span]
-    if not start or not before or not end or val[-1][0] <= start + span:
+    end = [v for s, v in val if s > val[-1][0] - span]
+    if not before:
         return ""
     return (f" Validation cross-entropy, mean of the evaluations over {span:,} steps: {sum(before) / len(before):.3f} "
             f"before the tail, {sum(end) / len(end):.3f} at its end (step {val[-1][0]:,}).")
