@@ -133,18 +133,25 @@ def eval_cmd(model_path, baseline_path, vq_path, without_time, split, as_json, s
                    "= C4): played back into genie run, they press the same buttons.")
 @click.option("--png", "png_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also draw the buttons under the piano roll (needs matplotlib).")
-def buttons_cmd(midi_file, weights, midi_out, png_out):
+@click.option("--as-encoded", is_flag=True,
+              help="Keep the buttons where the encoder puts them (by the piece's register too), instead "
+                   "of centring the piece's span on the 8 buttons as a person would.")
+def buttons_cmd(midi_file, weights, midi_out, png_out, as_encoded):
     """Print the 8-button sequence that plays MIDI_FILE (a way to learn a piece on 8 buttons)."""
     from pianogenie import export
 
     try:
-        result = export.buttons_for_file(midi_file, weights)
+        result = export.buttons_for_file(midi_file, weights, centre=not as_encoded)
     except (OSError, EOFError, KeyError, IndexError) as exc:
         raise click.ClickException(f"{midi_file}: not a readable MIDI file ({str(exc).strip() or type(exc).__name__})") from None
     except ValueError as exc:  # a bad model file (runtime.ModelFileError) or a bad MIDI file
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else f"{midi_file}: not readable") from None
     for line in export.format_buttons(result):
         click.echo(line)
+    if result["moved"]:
+        click.echo(f"the piece's span is centred on the 8 buttons: {abs(result['moved'])} button(s) "
+                   f"{'higher' if result['moved'] > 0 else 'lower'} than the encoder puts it (--as-encoded "
+                   "keeps the encoder's)", err=True)
     if midi_out:
         export.write_buttons_midi(result, midi_out)
         click.echo(f"wrote {midi_out}", err=True)

@@ -267,12 +267,21 @@ def _row_lines(m: dict, name: str) -> list[str]:
     if "gold" in m:
         g = m["gold"]
         lines.append(f"    gold: the encoder's buttons against a person's for {len(g['per_tune'])} tunes, "
-                     f"transposed -6..+5: mean squared difference {g['gold_l2']:.2f} (paper 1.70; target "
-                     f"<= 2), mean button {g['encoder_mean_button']:.2f} against the person's "
-                     f"{g['person_mean_button']:.2f}" + (f"; in shape alone (each tune's offset taken away) "
-                                                          f"{g['gold_l2_shape']:.2f}, {g['register_slope']:.2f} buttons "
-                                                          f"higher per semitone a tune is moved up"
-                                                          if "gold_l2_shape" in g else ""))
+                     f"transposed -6..+5: mean squared difference {g['gold_l2']:.2f} (paper 1.70, 1.61 with "
+                     f"the time input; target <= 2), mean button {g['encoder_mean_button']:.2f} against the "
+                     f"person's {g['person_mean_button']:.2f}" + (f"; in shape alone (each tune's offset taken "
+                                                                  f"away) {g['gold_l2_shape']:.2f}, "
+                                                                  f"{g['register_slope']:.2f} buttons higher per "
+                                                                  f"semitone a tune is moved up"
+                                                                  if "gold_l2_shape" in g else ""))
+        if "gold_l2_taught" in g and m.get("bottleneck") != "vq":
+            lines.append(f"    gold as genie buttons teaches (each tune's span centred on the buttons): "
+                         f"{g['gold_l2_taught']:.2f}")
+        if "replay" in g:
+            r = g["replay"]
+            lines.append(f"    replay: the decoder plays the tune's step between two notes {r['encoder']:.0%} of "
+                         f"the time from the encoder's buttons, {r['taught']:.0%} from the taught ones, "
+                         f"{r['person']:.0%} from the person's")
     return lines
 
 

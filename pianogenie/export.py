@@ -27,6 +27,7 @@ from daemon import runtime
 from modelkit.checkpoints import best_or_last
 from pianogenie import data
 from pianogenie.model import Decoder, Encoder, IntegerQuantizer, VectorQuantizer
+from pianogenie.placement import centre_span
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DECODER_FILE = "pianogenie_decoder.pt"
@@ -206,8 +207,11 @@ def export_onnx(weights_dir: str | Path | None = None, decoder_file: str = DECOD
 # ---- genie buttons FILE.mid ------------------------------------------------------------------
 
 
-def buttons_for_file(midi_file: str | Path, weights: str | Path | None = None) -> dict:
-    """The buttons that play a MIDI file: {times, pitches, buttons}, one entry per onset (88 keys)."""
+def buttons_for_file(midi_file: str | Path, weights: str | Path | None = None, centre: bool = True) -> dict:
+    """The buttons that play a MIDI file: {times, pitches, buttons, moved}, one entry per onset (88
+    keys). With ``centre`` the piece's span is centred on the buttons (``pianogenie.placement``), as
+    a person places a tune, and ``moved`` is how many buttons that moved the encoder's; a VQ-VAE's
+    unordered codes are never moved."""
     times, pitches = data.read_onsets(midi_file)
     keep = (pitches >= data.LOWEST_PITCH) & (pitches < data.LOWEST_PITCH + data.NUM_KEYS)
     times, pitches = times[keep], pitches[keep]
@@ -216,7 +220,11 @@ def buttons_for_file(midi_file: str | Path, weights: str | Path | None = None) -
     with torch.no_grad():
         buttons = encoder(torch.from_numpy(keys)[None], torch.from_numpy(dt)[None])[0] if len(keys) \
             else torch.zeros(0, dtype=torch.long)
-    return {"times": times.tolist(), "pitches": pitches.tolist(), "buttons": buttons.tolist()}
+    moved = 0
+    if centre and len(buttons) and not hasattr(encoder, "quantizer"):  # the VQ-VAE's encoder has a codebook
+        moved = int(centre_span(buttons, int(encoder.num_levels))[0] - buttons[0])
+    return {"times": times.tolist(), "pitches": pitches.tolist(), "buttons": (buttons + moved).tolist(),
+            "moved": moved}
 
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -422,8 +430,28 @@ would press, written by hand for {len(g['per_tune'])} public-domain tunes, each 
 semitones at a fixed 0.256 s between notes: mean squared difference **{g['gold_l2']:.2f}** (paper 1.70,
 1.61 with the time input; target <= 2: {_ok(g['gold_l2'], 2.0)}), mean absolute {g['gold_l1']:.2f}; per
 tune: {tunes}. The encoder's mean button is {g['encoder_mean_button']:.2f} where the person's is
-{g['person_mean_button']:.2f}.{_gold_shape(g)}
+{g['person_mean_button']:.2f}.{_gold_shape(g)}{_gold_taught(g)}
 """
+
+
+def _gold_taught(g: dict) -> str:
+    """What ``genie buttons`` teaches (the encoder's buttons, each tune's span centred), and how the
+    decoder replays each set of buttons (an older result lacks them)."""
+    if "gold_l2_taught" not in g:
+        return ""
+    text = (f"\n\n`genie buttons` teaches the encoder's buttons with each piece's span centred on the eight "
+            f"(`pianogenie/placement.py`: the same shape, moved by a whole number of buttons, as a person "
+            f"places a tune; `--as-encoded` keeps the encoder's placement). Gold for those buttons is "
+            f"**{g['gold_l2_taught']:.2f}** (target <= 2: {_ok(g['gold_l2_taught'], 2.0)} for what a learner is "
+            "shown; the encoder's own figure above is the paper's measure).")
+    if "replay" in g:
+        r = g["replay"]
+        text += (f" Played back through the decoder (greedy, the gold tunes' fixed time between notes), the "
+                 f"encoder's buttons give the tune's step between two notes {r['encoder']:.0%} of the time, the "
+                 f"taught buttons {r['taught']:.0%} and the person's {r['person']:.0%}: the decoder takes part "
+                 "of its register from the buttons, so moving them costs a little, and a person's buttons, "
+                 "written without the model, replay the tune least.")
+    return text
 
 
 def _gold_shape(g: dict) -> str:

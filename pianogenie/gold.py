@@ -20,6 +20,12 @@ taken away, the best any shift of the encoder's buttons could do; ``gold_l2`` mi
 cost of where the encoder puts the tune; ``register_slope``, how far the encoder's mean button moves
 per semitone a tune is transposed (the least-squares slope within each tune, pooled), says how much
 the register decides it. A person's buttons do not move with the register: their slope is 0.
+
+``gold_l2_taught`` is Gold for the buttons ``genie buttons`` teaches: the encoder's, with each
+tune's span centred on the eight buttons (``pianogenie.placement``; the person's rule above, so the
+register no longer places the tune). ``replay`` plays the encoder's, the taught and the person's
+buttons through the decoder (greedy, the same fixed time between notes) and counts how often the
+played step between two notes is the tune's: whether a learner pressing those buttons hears the tune.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from pianogenie import data
+from pianogenie.placement import centre_span
 
 DT_BUCKET = 8  # 0.256 s between notes, as magenta's gold.py
 TRANSPOSITIONS = range(-6, 6)
@@ -66,8 +73,8 @@ TUNES: list[tuple[str, list[int], list[int]]] = [
 @torch.no_grad()
 def gold_measure(model) -> dict:
     """Mean squared (and absolute) difference between the encoder's buttons and the person's, per
-    tune and over all, and in shape alone; the encoder's mean button beside the person's shows a
-    squeeze or a shift."""
+    tune and over all, in shape alone and as ``genie buttons`` teaches them; the encoder's mean button
+    beside the person's shows a squeeze or a shift. A model with a decoder also gets ``replay``."""
     model.eval()
     per: dict[str, float] = {}
     sq = ab = n = shape = 0.0
@@ -75,6 +82,8 @@ def gold_measure(model) -> dict:
     moved = torch.tensor(list(TRANSPOSITIONS), dtype=torch.double)
     moved = moved - moved.mean()
     rise = 0.0  # over the tunes: sum of (transposition * the encoder's mean button), centred
+    ordered = not getattr(getattr(model, "cfg", None), "vq", False)  # a VQ-VAE's codes have no order
+    taught_sq, per_taught = 0.0, {}
     for name, pitches, gold in TUNES:
         keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
         dts = torch.full_like(keys, DT_BUCKET)
@@ -86,6 +95,37 @@ def gold_measure(model) -> dict:
         shape += float(((diff - diff.mean(dim=1, keepdim=True)) ** 2).sum())  # each transposition's offset out
         enc_sum, gold_sum = enc_sum + float(buttons.sum()), gold_sum + float(want.sum())
         rise += float((moved * buttons.mean(dim=1)).sum())
-    return {"register_slope": rise / (len(TUNES) * float((moved ** 2).sum())),  # buttons per semitone moved
-            "gold_l2": sq / n, "gold_l1": ab / n, "gold_l2_shape": shape / n, "per_tune": per, "notes": int(n),
-            "encoder_mean_button": enc_sum / n, "person_mean_button": gold_sum / n}
+        taught = centre_span(buttons.long()).double() if ordered else buttons
+        per_taught[name] = float(((taught - want) ** 2).mean())
+        taught_sq += float(((taught - want) ** 2).sum())
+    result = {"register_slope": rise / (len(TUNES) * float((moved ** 2).sum())),  # buttons per semitone moved
+              "gold_l2": sq / n, "gold_l1": ab / n, "gold_l2_shape": shape / n, "per_tune": per, "notes": int(n),
+              "encoder_mean_button": enc_sum / n, "person_mean_button": gold_sum / n,
+              "gold_l2_taught": taught_sq / n, "per_tune_taught": per_taught}
+    if ordered and getattr(model, "decoder", None) is not None:
+        result["replay"] = replay(model)
+    return result
+
+
+@torch.no_grad()
+def replay(model) -> dict:
+    """How often the decoder, played the encoder's, the taught (``centre_span``) or the person's
+    buttons for every gold tune and transposition, moves between two notes by the tune's interval
+    (greedy decoding, the gold tunes' fixed time between notes)."""
+    from pianogenie.model import sample
+
+    model.eval()
+    table, n = model.button_table(), model.cfg.num_buttons
+    hits = {"encoder": 0, "taught": 0, "person": 0}
+    steps = 0
+    for _, pitches, gold in TUNES:
+        keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
+        encoded = model.buttons(keys, torch.full_like(keys, DT_BUCKET))
+        dt = [DT_BUCKET] * len(pitches)
+        for row, want in zip(encoded, keys.tolist()):
+            for who, buttons in (("encoder", row), ("taught", centre_span(row, n)),
+                                 ("person", torch.tensor(gold))):
+                played = sample(model.decoder, buttons.tolist(), dt, n, 0.0, table=table)
+                hits[who] += sum(played[i] - played[i - 1] == want[i] - want[i - 1] for i in range(1, len(want)))
+            steps += len(want) - 1
+    return {who: h / steps for who, h in hits.items()} | {"steps": steps}

@@ -542,10 +542,39 @@ def test_gold_measure_is_zero_for_the_persons_buttons_and_counts_a_shift():
     exact = gold_measure(Person(0))
     assert exact["gold_l2"] == exact["gold_l2_shape"] == 0 and abs(exact["register_slope"]) < 1e-12
     assert exact["encoder_mean_button"] == exact["person_mean_button"]
+    assert exact["gold_l2_taught"] == 0 and "replay" not in exact  # the person's tunes are centred already
     shifted = gold_measure(Person(1))
     assert 0 < shifted["gold_l2"] <= 1 and shifted["gold_l1"] == shifted["gold_l2"]
     assert shifted["gold_l2_shape"] < 0.1 * shifted["gold_l2"]  # a shift is not a change of shape (but at 7)
+    assert shifted["gold_l2_taught"] < 0.1 * shifted["gold_l2"]  # and genie buttons takes it back (but at 7)
     assert shifted["notes"] == sum(len(p) for _, p, _ in TUNES) * len(TRANSPOSITIONS)
+
+
+def test_centre_span_moves_a_tune_whole_to_the_middle_of_the_buttons():
+    from pianogenie.gold import TUNES
+    from pianogenie.placement import centre_span
+
+    low = torch.tensor([[0, 1, 2, 1, 0], [3, 7, 5, 7, 3], [0, 7, 3, 2, 1], [4, 4, 4, 4, 4]])
+    moved = centre_span(low)
+    assert moved.tolist() == [[2, 3, 4, 3, 2], [1, 5, 3, 5, 1], [0, 7, 3, 2, 1], [3, 3, 3, 3, 3]]
+    assert ((moved - low) == (moved - low)[:, :1]).all()  # each row moved whole: its shape kept
+    assert torch.equal(centre_span(moved), moved)  # centred stays centred
+    for _, _, gold in TUNES:  # the person's buttons obey the same rule
+        assert centre_span(torch.tensor(gold)).tolist() == gold
+    assert centre_span(torch.zeros(2, 0, dtype=torch.long)).shape == (2, 0)
+
+
+def test_replay_plays_each_set_of_buttons_through_the_decoder():
+    from pianogenie.gold import TRANSPOSITIONS, TUNES, gold_measure, replay
+
+    torch.manual_seed(0)
+    model = PianoGenie(TINY)
+    r = replay(model)
+    assert r["steps"] == sum(len(p) - 1 for _, p, _ in TUNES) * len(TRANSPOSITIONS)
+    assert all(0 <= r[who] <= 1 for who in ("encoder", "taught", "person"))
+    g = gold_measure(model)
+    assert g["replay"] == r and g["gold_l2_taught"] <= g["gold_l2"] + 4  # a real model's Gold gets both
+    assert "replay" not in gold_measure(PianoGenie(TINY_VQ))  # a VQ-VAE's codes are not ordered: not taught moved
 
 
 def test_range_report_accounts_for_the_range_penalty():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from daemon import runtime
 from daemon.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, ButtonEvent, MidiEvent
 from daemon.processor import Context, ProcessorError
-from pianogenie import export
+from pianogenie import data, export
 from pianogenie.model import PianoGenie, PianoGenieConfig
 from pianogenie.processor import (LOWEST_PITCH, START_KEY, PianoGenieProcessor, allowed_keys,
                                   dt_bucket, parse_scale)
@@ -332,6 +332,35 @@ def test_buttons_command_prints_one_button_per_onset(tiny, tmp_path):
     assert len(written) == 5
     assert {n.pitch for n in written} <= set(export.BUTTON_NOTES)  # plays back as the same buttons
     assert all(ln.split("button ")[1][0] in "01234567" for ln in lines)  # numbered 0-7
+    taught = [int(ln.split("button ")[1][0]) for ln in lines]
+    assert min(taught) == (7 - (max(taught) - min(taught))) // 2  # the span centred, as a person places it
+    raw = CliRunner().invoke(buttons_cmd, [str(song), "--weights", str(tiny[1] / export.ENCODER_FILE),
+                                           "--as-encoded"])
+    encoded = [int(ln.split("button ")[1][0]) for ln in raw.output.splitlines() if "  button " in ln]
+    keys, dt = data.encode(np.array([0.5 * i for i in range(5)]), np.array([60, 62, 64, 65, 67]))
+    with torch.no_grad():
+        assert encoded == tiny[0].buttons(torch.from_numpy(keys)[None], torch.from_numpy(dt)[None])[0].tolist()
+    assert len({t - e for t, e in zip(taught, encoded)}) == 1  # moved whole: the same steps and leaps
+    assert ("centred on the 8 buttons" in result.output) == (taught != encoded)
+
+
+def test_buttons_leaves_a_vq_vaes_codes_where_the_encoder_puts_them(tmp_path):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    for i, p in enumerate([40, 41, 43, 45, 43, 41]):  # low: the IQAE's encoder would be moved up
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=0.3 * i, end=0.3 * i + 0.25))
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "low.mid"))
+    weights = export.WEIGHTS_DIR / export.VQ_ENCODER_FILE
+    result = export.buttons_for_file(tmp_path / "low.mid", weights)
+    keys, dt = data.encode(np.array(result["times"]), np.array(result["pitches"]))
+    with torch.no_grad():
+        want = runtime.load_torchscript(weights)(torch.from_numpy(keys)[None], torch.from_numpy(dt)[None])[0]
+    assert result["moved"] == 0 and result["buttons"] == want.tolist()  # codes have no order to centre
+    iqae = export.buttons_for_file(tmp_path / "low.mid")
+    assert iqae["moved"] != 0 and min(iqae["buttons"]) == (7 - (max(iqae["buttons"]) - min(iqae["buttons"]))) // 2
 
 
 # ---- rows made on the worker thread -----------------------------------------------------------
