@@ -31,6 +31,8 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
 @click.option("--vq", is_flag=True, help="Train the VQ-VAE option (8 learned codes) in place of the IQAE.")
 @click.option("--no-time", is_flag=True,
               help="Without the time input (the paper's rows without +ΔT); run folder <name>-notime.")
+@click.option("--rnn-dim", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Width of every layer of a new run's encoder and decoder (the paper: 128).")
 @click.option("--steps", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Stop at this step.")
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -48,8 +50,8 @@ SHIPPED_BASELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "pianog
               help="Datasets root holding asap-maestro-subset [default: $GENIE_DATASETS or ../shared/datasets].")
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache for the prepared notes [default: $XDG_CACHE_HOME/genie/pianogenie].")
-def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, decay_from, seed, ckpt_every, threads,
-              data, cache):
+def train_cmd(out, baseline, vq, no_time, rnn_dim, steps, max_minutes, batch_size, lr, decay_from, seed,
+              ckpt_every, threads, data, cache):
     """Train Piano Genie on MAESTRO (ASAP subset); resumes exactly from the run folder."""
     _logging()
     from pianogenie.model import PianoGenieConfig
@@ -64,9 +66,10 @@ def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, de
         cfg = TrainConfig.from_dict(load_checkpoint(checkpoint_path(out))["config"])
         ctx = click.get_current_context()
         given = {"batch_size": batch_size, "lr": lr, "seed": seed, "ckpt_every": ckpt_every,
-                 "baseline": baseline, "vq": vq, "no_time": no_time}
+                 "baseline": baseline, "vq": vq, "no_time": no_time, "rnn_dim": rnn_dim}
         saved = {"batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "ckpt_every": cfg.ckpt_every,
-                 "baseline": cfg.model.num_buttons == 0, "vq": cfg.model.vq, "no_time": not cfg.model.time_input}
+                 "baseline": cfg.model.num_buttons == 0, "vq": cfg.model.vq, "no_time": not cfg.model.time_input,
+                 "rnn_dim": cfg.model.rnn_dim}
         ignored = [k for k, v in given.items()
                    if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and saved[k] != v]
         if ignored:
@@ -79,7 +82,7 @@ def train_cmd(out, baseline, vq, no_time, steps, max_minutes, batch_size, lr, de
     else:
         cfg = TrainConfig(out_dir=str(out), model=PianoGenieConfig(num_buttons=0 if baseline else 8,
                                                                    bottleneck="vq" if vq else "iqae",
-                                                                   time_input=not no_time),
+                                                                   time_input=not no_time, rnn_dim=rnn_dim),
                           steps=steps, batch_size=batch_size, lr=lr, decay_from=decay_from, seed=seed,
                           ckpt_every=ckpt_every,
                           eval_every=ckpt_every, threads=threads, max_minutes=max_minutes,

@@ -494,6 +494,11 @@ def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
     assert r.exit_code == 0 and load_checkpoint(tmp_path / "run" / "ckpt.pt")["config"]["decay_from"] == 2
     r = CliRunner().invoke(train_cmd, [*args, "--steps", "5", "--decay-from", "5"])
     assert r.exit_code == 2 and "--decay-from" in r.output
+    wide = ["--out", str(tmp_path / "wide"), *args[2:], "--rnn-dim", "24"]
+    r = CliRunner().invoke(train_cmd, [*wide, "--steps", "1"])  # a wider model, its width kept on resume
+    assert r.exit_code == 0 and load_checkpoint(tmp_path / "wide" / "ckpt.pt")["model_args"]["rnn_dim"] == 24
+    r = CliRunner().invoke(train_cmd, [*args, "--steps", "6", "--rnn-dim", "24"])
+    assert r.exit_code == 0 and load_checkpoint(tmp_path / "run" / "ckpt.pt")["model_args"]["rnn_dim"] == 128
 
 
 def test_gold_tunes_are_written_as_a_person_plays_them():
