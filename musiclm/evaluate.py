@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from modelkit.checkpoints import load_checkpoint
+from modelkit.checkpoints import best_or_last, load_checkpoint
 from modelkit.plots import pyplot
 from musiclm import data
 from musiclm.train import TrainConfig, config_from_checkpoint, model_from_checkpoint, nll_per_token, preset
@@ -43,10 +43,9 @@ def is_torchscript(path: Path) -> bool:
 
 
 def default_path(name: str, runs: Path = SHIPPED_CHECKPOINTS) -> Path | None:
-    for p in (WEIGHTS_DIR / ARTEFACTS[name], Path(runs) / name / "best.pt", Path(runs) / name / "ckpt.pt"):
-        if p.is_file():
-            return p
-    return None
+    """The shipped artefact of run ``name``, else its kept checkpoint (best, else last)."""
+    shipped = WEIGHTS_DIR / ARTEFACTS[name]
+    return shipped if shipped.is_file() else best_or_last(Path(runs) / name)
 
 
 def load_any(path: Path) -> tuple[Any, str, int]:
