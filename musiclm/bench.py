@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon import runtime
-from modelkit.timing import percentiles
+from modelkit.timing import load_words, machine_load, percentiles
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "musiclm_maestro.pt"
 
@@ -41,13 +41,15 @@ def _cached_ms(model: runtime.Model, stream: np.ndarray, p: int, tokens: int) ->
 def run(weights: str | Path | None = None, positions: list[int] | tuple[int, ...] = (64, 256, 1024),
         tokens: int = 200, uncached_tokens: int = 20, seed: int = 0) -> dict:
     path = Path(weights) if weights else WEIGHTS
+    load = machine_load()
     formats = runtime.formats_of(path)
     models = {fmt: runtime.load_model(p) for fmt, p in formats.items()}
     first = next(iter(models.values()))
     vocab, length, position = int(first.attr("vocab_size")), int(first.attr("max_len")), str(first.attr("position"))
     stream = np.random.default_rng(seed).integers(3, vocab, max(positions) + tokens + 1)
     out: dict = {"weights": str(path), "runtimes": sorted(models), "max_len": length, "position": position,
-                 "threads": 1, "tokens_timed": tokens, "uncached_tokens_timed": uncached_tokens, "at": {}}
+                 "threads": 1, "tokens_timed": tokens, "uncached_tokens_timed": uncached_tokens, "load": load,
+                 "at": {}}
     scripted = torch = None
     if "torchscript" in formats:
         import torch
@@ -86,7 +88,8 @@ def run(weights: str | Path | None = None, positions: list[int] | tuple[int, ...
 
 
 def format_report(r: dict) -> str:
-    lines = [f"{r['weights']} (L {r['max_len']}, {r['position']}, 1 thread; runtimes: {', '.join(r['runtimes'])})",
+    lines = [f"{r['weights']} (L {r['max_len']}, {r['position']}, 1 thread; runtimes: {', '.join(r['runtimes'])}; "
+             f"measured {load_words(r.get('load'))})",
              "position   TorchScript cached tok/s (p50 ms, p99 ms)   ONNX cached tok/s (p50 ms, p99 ms)   "
              "uncached tok/s (p50 ms)"]
     for p, v in r["at"].items():

@@ -25,6 +25,7 @@ from torch import nn
 
 from daemon import runtime
 from modelkit.checkpoints import load_checkpoint
+from modelkit.timing import load_words
 from musiclm import tokenizer as tk
 from musiclm.model import MusicTransformer, MusicTransformerConfig
 from musiclm.train import config_from_checkpoint, model_from_checkpoint
@@ -333,8 +334,7 @@ def render_card(result: dict, runs: str | Path) -> str:
                 lines.append(f"| {p} | {v['cached_tokens_per_s']:.0f} | {onnx} | {v['uncached_tokens_per_s']:.0f} |")
         lines += ["", f"Targets: ≥ 500 tokens/s cached ({met(bench.get('meets_500_tokens_per_s'))}), flat within"
                   f" 1.5× from 64 to 1024 (max/min {bench.get('cached_flatness', float('nan')):.2f}:"
-                  f" {met(bench.get('meets_flat_1_5x'))}). Measured on the training machine (2 shared cores,"
-                  " other jobs running), so the numbers are pessimistic.", ""]
+                  f" {met(bench.get('meets_flat_1_5x'))}). Measured {load_words(bench.get('load'))}.", ""]
     lines += [
         "## Training runs",
         "",

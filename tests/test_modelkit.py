@@ -109,3 +109,13 @@ def test_a_cosine_tail_starts_where_decay_start_says():
     assert [learning_rate(cfg, s) for s in (0, 30, 60)] == [1.0, 1.0, 1.0]  # constant until the tail
     assert learning_rate(cfg, 80) == pytest.approx(0.55)  # half way down
     assert learning_rate(cfg, 100) == pytest.approx(0.1) and learning_rate(cfg, 130) == pytest.approx(0.1)
+
+
+def test_a_card_says_how_busy_the_machine_was_when_it_was_timed():
+    from modelkit.timing import load_words, machine_load
+
+    load = machine_load()
+    assert load["cpus"] >= 1 and load["load_average_1min"] >= 0
+    assert "nothing else running" in load_words({"cpus": 2, "load_average_1min": 0.1})
+    assert "pessimistic" in load_words({"cpus": 2, "load_average_1min": 1.7})
+    assert "pessimistic" in load_words(None)  # a result from before the load was recorded

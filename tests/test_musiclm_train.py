@@ -153,6 +153,10 @@ def test_cli_train_eval_export_bench(datasets, tmp_path):
     assert res.exit_code == 0, res.output
     b = json.loads(res.output[res.output.index("{"):])
     assert b["at"]["20"]["context"] == 16 and b["cached_min_tokens_per_s"] > 0
+    assert b["load"]["cpus"] >= 1  # the card says how busy the machine was
+    res = r.invoke(bench_cmd, ["--weights", str(tmp_path / "w" / "musiclm_maestro.pt"), "--positions", "4",
+                               "--tokens", "5"])
+    assert res.exit_code == 0 and "load average" in res.output, res.output
 
 
 def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
