@@ -409,6 +409,7 @@ def render_card(result: dict, runs: str | Path) -> str:
         "genie train musiclm --dataset maestro --position relative --steps 4500 --max-minutes 76 --threads 1",
         "genie train musiclm --dataset maestro --position relative --steps 12000 --max-minutes 140 --threads 1  # resumed; stopped by hand at step 9,200",
         "genie train musiclm --dataset maestro --position absolute --steps 4500 --max-minutes 50 --threads 1  # stopped by hand at step 2,000",
+        "genie train musiclm --dataset maestro --position relative --steps 16500 --max-minutes 125 --threads 1  # resumed; to the end of its schedule",
         "genie export musiclm --checkpoint runs/musiclm/maestro-relative/best.pt --card",
         "```",
         "",

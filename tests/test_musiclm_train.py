@@ -156,7 +156,7 @@ def test_cli_train_eval_export_bench(datasets, tmp_path):
     assert b["load"]["cpus"] >= 1  # the card says how busy the machine was
     res = r.invoke(bench_cmd, ["--weights", str(tmp_path / "w" / "musiclm_maestro.pt"), "--positions", "4",
                                "--tokens", "5"])
-    assert res.exit_code == 0 and "load average" in res.output, res.output
+    assert res.exit_code == 0 and "busy with other work" in res.output, res.output
 
 
 def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
