@@ -58,3 +58,13 @@ def load_checkpoint(path: str | Path) -> dict:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         why = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(exc).__name__)
         raise CheckpointError(f"checkpoint {path}: unreadable ({why[:200]})") from None
+
+
+def slim_checkpoint(ckpt: dict) -> dict:
+    """A resume checkpoint with the Adam moments stored in bfloat16 (half the optimizer's bytes).
+    Weights, step, RNG state, config and history stay exact; Adam casts the moments back to
+    float32 when it loads them, so modelkit resumes from it unchanged (the moments rounded)."""
+    opt = ckpt["optimizer"]
+    state = {k: {n: (v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() else v)
+                 for n, v in st.items()} for k, st in opt["state"].items()}
+    return {**ckpt, "optimizer": {**opt, "state": state}, "slim": "Adam moments stored as bfloat16"}

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from daemon import runtime
-from modelkit.checkpoints import load_checkpoint
+from modelkit.checkpoints import load_checkpoint, slim_checkpoint
 from modelkit.timing import load_words
 from musiclm import tokenizer as tk
 from musiclm.model import MusicTransformer, MusicTransformerConfig
@@ -153,20 +153,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
 # ---- shipping: checkpoints, metrics, curves, card --------------------------------------------
 
 
-def slim_checkpoint(ckpt: dict) -> dict:
-    """A resume checkpoint with the Adam moments stored in bfloat16 (half the optimizer's bytes).
-    Weights, step, RNG state, config and history stay exact; Adam casts the moments back to
-    float32 when it loads them, so modelkit resumes from it unchanged (the moments rounded)."""
-    opt = ckpt["optimizer"]
-    state = {k: {n: (v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() else v)
-                 for n, v in st.items()} for k, st in opt["state"].items()}
-    return {**ckpt, "optimizer": {**opt, "state": state}, "slim": "Adam moments stored as bfloat16"}
-
-
 def copy_runs(runs_dir: str | Path = Path("runs") / "musiclm", dest: str | Path = SHIPPED_CHECKPOINTS,
               best_for: tuple[str, ...] = ("jsb-relative", "jsb-absolute")) -> list[Path]:
-    """Copy each run's last checkpoint (slimmed: :func:`slim_checkpoint`), history.json and loss.png
-    into ``checkpoints/musiclm/<run>/``, and best.pt (weights only) for the runs in ``best_for``
+    """Copy each run's last checkpoint (slimmed: ``modelkit.checkpoints.slim_checkpoint``), history.json
+    and loss.png into ``checkpoints/musiclm/<run>/``, and best.pt (weights only) for the runs in ``best_for``
     (those not shipped as an artefact in musiclm/weights) when it is not the last checkpoint."""
     from modelkit.checkpoints import save_atomic
 

@@ -160,8 +160,7 @@ def test_cli_train_eval_export_bench(datasets, tmp_path):
 
 
 def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
-    from modelkit.checkpoints import load_checkpoint, save_atomic
-    from musiclm.export import slim_checkpoint
+    from modelkit.checkpoints import load_checkpoint, save_atomic, slim_checkpoint
 
     cfg = tiny_cfg("jsb", "relative", tmp_path / "run", datasets)
     cfg.steps = 3
