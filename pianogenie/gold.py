@@ -70,6 +70,11 @@ TUNES: list[tuple[str, list[int], list[int]]] = [
 ]
 
 
+def transposed(pitches: list[int]) -> torch.Tensor:
+    """A tune's keys (0..87) at every transposition: [len(TRANSPOSITIONS), T]."""
+    return torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
+
+
 @torch.no_grad()
 def gold_measure(model) -> dict:
     """Mean squared (and absolute) difference between the encoder's buttons and the person's, per
@@ -85,7 +90,7 @@ def gold_measure(model) -> dict:
     ordered = not getattr(getattr(model, "cfg", None), "vq", False)  # a VQ-VAE's codes have no order
     taught_sq, per_taught = 0.0, {}
     for name, pitches, gold in TUNES:
-        keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
+        keys = transposed(pitches)
         dts = torch.full_like(keys, DT_BUCKET)
         buttons = model.buttons(keys, dts).double()
         want = torch.tensor(gold, dtype=torch.double).expand_as(buttons)
@@ -119,13 +124,18 @@ def replay(model) -> dict:
     hits = {"encoder": 0, "taught": 0, "person": 0}
     steps = 0
     for _, pitches, gold in TUNES:
-        keys = torch.tensor([[p + t - data.LOWEST_PITCH for p in pitches] for t in TRANSPOSITIONS])
+        keys = transposed(pitches)
         encoded = model.buttons(keys, torch.full_like(keys, DT_BUCKET))
         dt = [DT_BUCKET] * len(pitches)
-        for row, want in zip(encoded, keys.tolist()):
-            for who, buttons in (("encoder", row), ("taught", centre_span(row, n)),
-                                 ("person", torch.tensor(gold))):
-                played = sample(model.decoder, buttons.tolist(), dt, n, 0.0, table=table)
-                hits[who] += sum(played[i] - played[i - 1] == want[i] - want[i - 1] for i in range(1, len(want)))
-            steps += len(want) - 1
+        steps_of = [b - a for a, b in zip(pitches, pitches[1:])]  # the same at every transposition
+
+        def right(buttons: list[int]) -> int:
+            played = sample(model.decoder, buttons, dt, n, 0.0, table=table)
+            return sum(b - a == want for a, b, want in zip(played, played[1:], steps_of))
+
+        hits["person"] += right(gold) * len(encoded)  # the person's buttons are the same at every transposition
+        for row in encoded:
+            hits["encoder"] += right(row.tolist())
+            hits["taught"] += right(centre_span(row, n).tolist())
+        steps += len(steps_of) * len(encoded)
     return {who: h / steps for who, h in hits.items()} | {"steps": steps}
