@@ -5,10 +5,12 @@ One TorchScript artefact per exported checkpoint, ``musiclm_<dataset>.pt`` (thro
 the live model (the JSB models stay checkpoints, in ``checkpoints/musiclm/``):
 
 - ``forward(token, position, kv_cache) -> (logits, kv_cache)``: one token for each of B rows
-  (token: [B] longs; position: the token's index in the stream, read only by an absolute model;
-  kv_cache: [layers, 2, B, heads, n, head_dim], n <= max_len - 1; logits: [B, vocab]).
-- ``empty_cache(b)``: the cache before the first token. The cache is a sliding window: it keeps
-  the last ``max_len - 1`` tokens (the training length), so cost per token stays flat.
+  (token: [B] longs; position: the token's index in the stream, i.e. how many tokens the cache
+  has heard; kv_cache: [layers, 2, B, heads, max_len - 1, head_dim]; logits: [B, vocab]).
+- ``empty_cache(b)``: the cache before the first token. The cache is a ring of the last
+  ``max_len - 1`` tokens (the training length), written in place by TorchScript (ONNX returns a
+  new one): a token costs the same at every position, and a caller that branches (an answer
+  sampled from what was heard) copies the cache first.
 - attributes ``max_len``, ``vocab_size``, ``position`` and ``vocab_json`` (the frozen vocabulary).
 """
 
@@ -49,6 +51,7 @@ class MusicTransformerStep(nn.Module):
         self.max_len: int = model.max_len
         self.vocab_size: int = model.cfg.vocab_size
         self.position: str = model.cfg.position
+        self.cache: str = "ring"  # the cache's layout (musiclm.processor.empty_cache checks it)
         self.vocab_json: str = json.dumps(vocab, sort_keys=True)
 
     @torch.jit.export
@@ -74,7 +77,7 @@ class OnnxStep(nn.Module):
         x = m.tok(token.unsqueeze(1)) * m.embed_scale  # (B, 1, C)
         if m.absolute:
             x = x + m.pos.index_select(0, position.reshape(1)).unsqueeze(0)
-        return m.step_embedded(x, kv_cache)
+        return m.step_embedded(x, position.reshape(()), kv_cache, False)  # a graph returns a new cache
 
 
 def model_from_artefact(scripted: torch.jit.ScriptModule) -> MusicTransformer:
@@ -122,10 +125,9 @@ def export_onnx(path: str | Path | None = None) -> list[tuple[Path, float]]:
         for pos in range(3):
             _, cache = model.step(torch.tensor([1]), pos, cache)
     fn = OnnxFunction("forward", OnnxStep(model).eval(), (torch.tensor([1]), torch.tensor(3), cache),
-                      ("token", "position", "kv_cache"), ("logits", "new_cache"),
-                      {"kv_cache": {4: ("cached", 0, model.max_len - 1)}})
+                      ("token", "position", "kv_cache"), ("logits", "new_cache"))
     attrs = {"max_len": model.max_len, "vocab_size": model.cfg.vocab_size, "position": model.cfg.position,
-             "vocab_json": str(scripted.vocab_json), "model.n_layer": model.n_layer,
+             "cache": "ring", "vocab_json": str(scripted.vocab_json), "model.n_layer": model.n_layer,
              "model.n_head": model.n_head, "model.head_dim": model.head_dim}
     files, diff = export_checked(path, [fn], attrs, parity_run)
     return [(f, diff) for f in files]
@@ -379,13 +381,14 @@ def render_card(result: dict, runs: str | Path) -> str:
         "## The artefacts",
         "",
         "`musiclm_maestro.pt` (TorchScript, `daemon.runtime.load_torchscript`): `forward(token, position,"
-        " kv_cache) -> (logits, kv_cache)` and `empty_cache(batch)`; the cache holds the last L-1 tokens"
-        " (a sliding window), and relative attention reads the relative embeddings of distances 0..L-1"
+        " kv_cache) -> (logits, kv_cache)` and `empty_cache(batch)`; the cache is a ring of the last L-1"
+        " tokens (a sliding window written in place: no copy of the past per token), and relative"
+        " attention reads the relative embeddings of distances 0..L-1"
         " directly for the new query (no recomputation of the past). The model's attention is"
         " band-limited: at every layer a token sees itself and the L-1 tokens before it, which is what it"
         " was trained on (crops of L) and what the cache reproduces exactly past the window (tested to"
         " 1e-4 against the uncached band-masked forward). Attributes: `max_len`, `vocab_size`,"
-        " `position`, `vocab_json`. Throughput: `genie bench musiclm --json`.",
+        " `position`, `cache` (`ring`), `vocab_json`. Throughput: `genie bench musiclm --json`.",
         "",
         "## How it was made",
         "",

@@ -14,8 +14,10 @@ i-L+1 .. i. Relative embeddings exist for distances 0..L-1 (one table per layer 
 sequence longer than L the uncached forward applies that band mask, and the cached ``step`` keeps
 the last L-1 keys and values (a sliding window): both compute the same thing.
 
-Incremental decoding (``step``) reads a key/value cache; the relative term of the new query is
-q_t . E_r[distance] for the cached keys, gathered directly (no skew needed for one row).
+Incremental decoding (``step``) reads a key/value cache, a ring of L-1 slots written in place (the
+newest token overwrites the oldest): no copy of the past per token, so a token costs the same at
+position 10 as at 10,000. The relative term of the new query is q_t . E_r[distance] for each
+slot's distance, gathered directly (no skew needed for one row).
 """
 
 from __future__ import annotations
@@ -101,23 +103,24 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(b, t, c)
         return self.resid_drop(self.proj(y))
 
-    def step(self, x: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One new token per row. x: (B, 1, C); caches: (B, H, n, Dh) with n <= L-1. Returns the
-        output and the caches with the new key/value appended, the oldest dropped beyond L-1."""
+    def step(self, x: torch.Tensor, distance: torch.Tensor, heard: torch.Tensor, k_cache: torch.Tensor,
+             v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One new token per row, against a ring of the last L-1 keys and values. x: (B, 1, C);
+        caches: (B, H, L-1, Dh), slot s holding the token ``distance[s]`` (1..L-1) steps back;
+        ``heard[s]``: that token exists (the stream is long enough). Returns the output and this
+        token's key and value (B, H, 1, Dh), for the caller to write into the ring."""
         b, _, c = x.shape
         q, k, v = self._heads(x)  # (B, H, 1, Dh)
-        k = torch.cat([k_cache, k], 2)  # (B, H, n+1, Dh)
-        v = torch.cat([v_cache, v], 2)
-        n1 = k.shape[2]
-        att = q @ k.transpose(-2, -1)  # (B, H, 1, n+1)
+        past = q @ k_cache.transpose(-2, -1)  # (B, H, 1, L-1), in slot order
+        now = (q * k).sum(-1, keepdim=True)  # (B, H, 1, 1): the token attends to itself
         if self.relative:
-            e = self.rel[:, self.max_len - n1:]  # (H, n+1, Dh): distances n..0, aligned with keys
-            att = att + q @ e.transpose(-2, -1).unsqueeze(0)
-        att = (att * (1.0 / math.sqrt(self.head_dim))).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(b, 1, c)
-        keep = self.max_len - 1
-        return self.proj(y), k[:, :, -keep:], v[:, :, -keep:]
+            rel = q @ self.rel.transpose(-2, -1).unsqueeze(0)  # (B, H, 1, L): distances L-1..0
+            past = past + rel.index_select(3, self.max_len - 1 - distance)
+            now = now + rel[:, :, :, self.max_len - 1:]
+        past = past.masked_fill(~heard, float("-inf"))
+        att = (torch.cat([past, now], 3) * (1.0 / math.sqrt(self.head_dim))).softmax(-1)
+        y = att[:, :, :, :-1] @ v_cache + att[:, :, :, -1:] * v  # (B, H, 1, Dh)
+        return self.proj(y.transpose(1, 2).reshape(b, 1, c)), k, v
 
 
 # ---- feed-forward and block ------------------------------------------------------------------
@@ -148,9 +151,9 @@ class Block(nn.Module):
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
-    def step(self, x: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        a, k, v = self.attn.step(self.ln1(x), k_cache, v_cache)
+    def step(self, x: torch.Tensor, distance: torch.Tensor, heard: torch.Tensor, k_cache: torch.Tensor,
+             v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, k, v = self.attn.step(self.ln1(x), distance, heard, k_cache, v_cache)
         x = x + a
         return x + self.mlp(self.ln2(x)), k, v
 
@@ -228,27 +231,40 @@ class MusicTransformer(nn.Module):
 
     @torch.jit.export
     def empty_cache(self, batch: int) -> torch.Tensor:
-        """The cache before the first token: (layers, 2, B, H, 0, Dh)."""
-        return torch.zeros(self.n_layer, 2, batch, self.n_head, 0, self.head_dim)
+        """The cache before the first token: a ring of L-1 slots, (layers, 2, B, H, L-1, Dh)."""
+        return torch.zeros(self.n_layer, 2, batch, self.n_head, self.max_len - 1, self.head_dim)
 
     @torch.jit.export
     def step(self, token: torch.Tensor, position: int, kv_cache: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token per row -> (logits (B, V), the new cache). token: (B,) longs at stream
-        position ``position`` (0-based; only the absolute model reads it, and it must be < L);
-        kv_cache: (layers, 2, B, H, n, Dh), n <= L-1, as returned by the previous step."""
-        return self.step_embedded(self._embed(token.unsqueeze(1), position), kv_cache)
+        """One token per row -> (logits (B, V), the cache). token: (B,) longs at stream position
+        ``position`` (0-based: the number of tokens the cache has heard; the absolute model needs
+        it < L); kv_cache: from ``empty_cache`` or the previous step. The new key and value are
+        written into ``kv_cache`` in place (slot ``position % (L-1)``, the oldest token's) and the
+        same tensor is returned: copy it first to branch (e.g. to try a continuation)."""
+        x = self._embed(token.unsqueeze(1), position)
+        return self.step_embedded(x, torch.tensor(position), kv_cache, True)
 
-    def step_embedded(self, x: torch.Tensor, kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``step`` after the embedding: x (B, 1, C) -> (logits (B, V), the new cache)."""
+    def step_embedded(self, x: torch.Tensor, position: torch.Tensor, kv_cache: torch.Tensor, in_place: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step`` after the embedding: x (B, 1, C) at ``position`` (a 0-d long tensor) -> (logits
+        (B, V), the cache with this token written, in place or as a new tensor)."""
+        ring = kv_cache.shape[4]  # L-1
+        slot = torch.arange(ring)
+        distance = torch.remainder(position - 1 - slot, ring) + 1  # steps back to the token in each slot
+        heard = distance <= position
         ks: list[torch.Tensor] = []
         vs: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
-            x, k, v = block.step(x, kv_cache[i, 0], kv_cache[i, 1])
+            x, k, v = block.step(x, distance, heard, kv_cache[i, 0], kv_cache[i, 1])
             ks.append(k)
             vs.append(v)
         logits = self.head(self.ln_f(x))[:, 0]  # (B, V)
-        return logits, torch.stack([torch.stack(ks), torch.stack(vs)], 1)
+        new = torch.stack([torch.stack(ks), torch.stack(vs)], 1)  # (layers, 2, B, H, 1, Dh)
+        at = torch.remainder(position, ring).reshape(1)
+        if in_place:
+            return logits, kv_cache.index_copy_(4, at, new)
+        return logits, kv_cache.index_copy(4, at, new)
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_k: int = 0,

@@ -50,9 +50,18 @@ MS = 1_000_000
 
 
 def empty_cache(model: runtime.Model, batch: int = 1) -> np.ndarray:
-    """The key/value cache before the first token, for either runtime: (layers, 2, B, H, 0, Dh)."""
-    return np.zeros((int(model.attr("model.n_layer")), 2, batch, int(model.attr("model.n_head")), 0,
-                     int(model.attr("model.head_dim"))), np.float32)
+    """The key/value cache before the first token, for either runtime: a ring of L-1 slots,
+    (layers, 2, B, H, L-1, Dh). A model file exported before the ring (its cache grew from 0)
+    raises ModelFileError."""
+    try:
+        ring = model.attr("cache") == "ring"
+    except runtime.ModelFileError:
+        ring = False
+    if not ring:
+        raise runtime.ModelFileError(f"model file {model.path}: its cache is not a ring (exported by an "
+                                     "older genie); export it again with `genie export musiclm`")
+    return np.zeros((int(model.attr("model.n_layer")), 2, batch, int(model.attr("model.n_head")),
+                     int(model.attr("max_len")) - 1, int(model.attr("model.head_dim"))), np.float32)
 
 
 def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float, top_p: float) -> int:
@@ -237,6 +246,9 @@ class MusicLMProcessor(BaseProcessor):
 
         def job(token) -> Iterator[list[Out] | None]:
             nonlocal logits, cache
+            # its own copy: the step writes the cache in place, and the heard one goes on from here
+            # when the musician plays again (this worker runs one job at a time, in order)
+            cache = cache.copy()
             t = 0  # ns into the answer
             vel, notes, started = 64, 0, False
             sounding: dict[int, int] = {}  # pitch -> onset (ns into the answer)

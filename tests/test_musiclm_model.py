@@ -86,6 +86,24 @@ def test_one_layer_past_the_window_equals_uncached_on_the_last_L_tokens():
             torch.testing.assert_close(cached[:, t], last[:, -1], atol=1e-4, rtol=0)
 
 
+def test_the_step_writes_its_ring_in_place_and_a_copy_branches():
+    m = tiny("relative", max_len=8)  # a ring of 7 slots
+    idx = torch.randint(0, 40, (1, 16))
+    with torch.no_grad():
+        want, _ = run_cached(m, idx)
+        _, cache = run_cached(m, idx[:, :13])
+        branch = cache.clone()
+        for pos in range(13, 16):  # a branch (an answer) from a copy ...
+            _, branch = m.step(torch.randint(0, 40, (1,)), pos, branch)
+        before = cache.clone()
+        got, same = m.step(idx[:, 13], 13, cache)  # ... leaves the heard cache as it was
+        assert same.data_ptr() == cache.data_ptr()  # written in place: no copy of the past
+        changed = (same != before).flatten(0, 3).any(0).any(-1)  # per slot
+        assert changed.tolist() == [i == 13 % 7 for i in range(7)]  # the oldest token's slot only
+        torch.testing.assert_close(got, want[:, 13], atol=1e-4, rtol=0)
+        torch.testing.assert_close(m.step(idx[:, 14], 14, cache)[0], want[:, 14], atol=1e-4, rtol=0)
+
+
 def test_absolute_step_refuses_positions_past_the_training_length():
     m = tiny("absolute", max_len=4)
     _, cache = run_cached(m, torch.randint(0, 40, (1, 4)))

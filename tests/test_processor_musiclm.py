@@ -142,3 +142,33 @@ def test_a_model_of_another_vocabulary_is_refused(tmp_path):
     path = export_model(model, tmp_path / "jsb.pt", tk.JSB_VOCAB)
     with pytest.raises(ProcessorError, match="not a performance model"):
         MusicLMProcessor().start(Context("musiclm", {"weights": str(path)}))
+
+
+def test_an_answer_leaves_what_was_heard_as_it_was(weights):
+    # the step writes its cache in place: the answer samples from a copy, so the model goes on
+    # from exactly what the musician played, as one that never answered
+    caches = []
+    for silence_ms in (400.0, 60_000.0):
+        core, clock, sent = listener(weights, silence_ms=silence_ms)
+        _drive(core, phrase(0, [60, 62, 64, 65, 67]), clock)
+        proc = core.slots[0].proc
+        caches.append((proc.answers, proc.position, proc.cache.copy()))
+    (answered, pos_a, heard_a), (silent, pos_s, heard_s) = caches
+    assert answered == 1 and silent == 0 and pos_a == pos_s
+    np.testing.assert_array_equal(heard_a, heard_s)
+
+
+def test_a_model_file_from_before_the_ring_cache_is_refused(tmp_path):
+    from daemon import runtime
+    from musiclm.export import MusicTransformerStep
+
+    class GrowingCache(MusicTransformerStep):  # as exported before the ring: no `cache` constant
+        def __init__(self, model, vocab):
+            super().__init__(model, vocab)
+            del self.cache
+
+    model = MusicTransformer(MusicTransformerConfig(max_len=16, n_layer=1, n_head=1, d_model=8, d_ff=16))
+    path = tmp_path / "old.pt"
+    runtime.save_model(GrowingCache(model.eval(), tk.PERFORMANCE_VOCAB), path)
+    with pytest.raises(ProcessorError, match="export it again"):
+        MusicLMProcessor().start(Context("musiclm", {"weights": str(path)}))
