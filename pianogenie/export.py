@@ -375,11 +375,23 @@ def _schedule(cfg: dict) -> str:
             f"tenth at step {cfg['steps']:,}")
 
 
+def _train_command(cfg: dict) -> str:
+    """The command that made the run (its folder, and its width where it is not the paper's)."""
+    width = cfg.get("model", {}).get("rnn_dim", 128)
+    return f"genie train pianogenie --out {cfg['out_dir']}" + (f" --rnn-dim {width}" if width != 128 else "")
+
+
+def _export_command(cfg: dict) -> str:
+    """The command that wrote this card from the run's best checkpoint."""
+    default = cfg["out_dir"] == "runs/pianogenie/model"
+    return "genie export pianogenie" + ("" if default else f" --checkpoint {cfg['out_dir']}/best.pt") + " --card"
+
+
 def _tail_command(cfg: dict) -> str:
     """How the run was resumed for its tail, where it had one."""
     if not cfg.get("decay_from"):
         return ""
-    return (f", resumed for its last stretch with `genie train pianogenie --out runs/pianogenie/model "
+    return (f", resumed for its last stretch with `genie train pianogenie --out {cfg['out_dir']} "
             f"--steps {cfg['steps']} --decay-from {cfg['decay_from']}`")
 
 
@@ -498,6 +510,7 @@ def model_card(r: dict) -> str:
     last = runs.get("model_last_train", {})
     counts = runs["data"]
     cfg = runs["config"]
+    dim, layers = cfg["model"].get("rnn_dim", 128), cfg["model"].get("rnn_layers", 2)
     split_rows = "\n".join(f"| {s} | {c['pieces']} | {c['performances']} | {c['notes']:,} |"
                            for s, c in counts.items())
     ratio = r.get("perplexity_ratio", float("nan"))
@@ -517,8 +530,8 @@ since the previous note. The `pianogenie` processor runs the decoder: one note p
 - `pianogenie_encoder.pt`: `forward(keys, dt) -> buttons`, used by `genie buttons FILE.mid`.
 - `pianogenie_metrics.json`: every number below; `pianogenie_loss.png`: the loss curves.
 
-Made by: `genie train pianogenie --out runs/pianogenie/model`{_tail_command(cfg)} and `genie train
-pianogenie --baseline --out runs/pianogenie/baseline`, then `genie export pianogenie --card` (export of
+Made by: `{_train_command(cfg)}`{_tail_command(cfg)} and `genie train
+pianogenie --baseline --out runs/pianogenie/baseline`, then `{_export_command(cfg)}` (export of
 `best.pt`, the checkpoint with the lowest validation cross-entropy, evaluation with `genie eval
 pianogenie`, this card).
 
@@ -542,8 +555,8 @@ By piece, the rule of the dataset's SOURCE.md: h = int(sha1(composer + "|" + tit
 
 ## Training
 
-- Model: encoder dense 128 -> BiLSTM 2x128 -> 1; 8-level IQAE; decoder dense 128 -> LSTM 2x128 ->
-  88. Loss: cross-entropy + range penalty + contour penalty, weights 1.0. Adam {_schedule(cfg)},
+- Model: encoder dense {dim} -> BiLSTM {layers}x{dim} -> 1; 8-level IQAE; decoder dense {dim} -> LSTM {layers}x{dim} ->
+  88{" (the paper: 128 wide)" if dim != 128 else ""}. Loss: cross-entropy + range penalty + contour penalty, weights 1.0. Adam {_schedule(cfg)},
   batch {cfg['batch_size']}, seed {cfg['seed']}; torch {runs['torch']}, CPU.
 - Shipped checkpoint: step **{m['step']:,}** (best validation cross-entropy), {m['wall_time_s'] / 3600:.2f} h
   of training wall time; the run had reached step {runs['model_latest_step']:,}
@@ -553,7 +566,7 @@ By piece, the rule of the dataset's SOURCE.md: h = int(sha1(composer + "|" + tit
 - Hardware: 2 shared CPU cores (other jobs running), one or two torch threads, niced. The paper's
   checkpoint ran 166k steps; this one ran far fewer, so read the numbers as a curve in progress.
 - Continue from the shipped run: copy `checkpoints/pianogenie` to `runs/`, then `genie train
-  pianogenie --out runs/pianogenie/model` resumes its `ckpt.pt` exactly (see
+  pianogenie --out {cfg['out_dir']}` resumes its `ckpt.pt` exactly (see
   `checkpoints/pianogenie/README.md`).
 
 ![loss curves](pianogenie_loss.png)

@@ -394,6 +394,10 @@ def test_ship_writes_weights_metrics_curve_and_card(tmp_path):
     card = (tmp_path / "out" / "pianogenie.md").read_text()
     assert export.LICENCE_LINE in card.splitlines()
     assert "baseline" in result and result["model"]["step"] == 3
+    run = tmp_path / "model"  # the card names the run as it was made: its folder and its width
+    assert f"`genie train pianogenie --out {run} --rnn-dim 16`" in card
+    assert f"`genie export pianogenie --checkpoint {run}/best.pt --card`" in card
+    assert "encoder dense 16 -> BiLSTM 2x16 -> 1" in card and f"pianogenie --out {run}` resumes" in card
     for name in (export.DECODER_FILE, export.ENCODER_FILE, "pianogenie_metrics.json"):
         assert (tmp_path / "out" / name).is_file()
     (tmp_path / "baseline" / "best.pt").unlink()  # as in checkpoints/: the baseline's last checkpoint only
