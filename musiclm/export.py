@@ -11,7 +11,8 @@ the live model (the JSB models stay checkpoints, in ``checkpoints/musiclm/``):
   ``max_len - 1`` tokens (the training length), written in place by TorchScript (ONNX returns a
   new one): a token costs the same at every position, and a caller that branches (an answer
   sampled from what was heard) copies the cache first.
-- attributes ``max_len``, ``vocab_size``, ``position`` and ``vocab_json`` (the frozen vocabulary).
+- attributes ``max_len``, ``vocab_size``, ``position``, ``cache`` (``"ring"``; a file without it
+  predates the ring and is refused) and ``vocab_json`` (the frozen vocabulary).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from modelkit.checkpoints import load_checkpoint, slim_checkpoint
 from modelkit.timing import load_words
 from musiclm import tokenizer as tk
 from musiclm.model import MusicTransformer, MusicTransformerConfig
+from musiclm.processor import CACHE_LAYOUT, empty_cache
 from musiclm.train import config_from_checkpoint, model_from_checkpoint
 
 log = logging.getLogger("genie.musiclm.export")
@@ -51,7 +53,7 @@ class MusicTransformerStep(nn.Module):
         self.max_len: int = model.max_len
         self.vocab_size: int = model.cfg.vocab_size
         self.position: str = model.cfg.position
-        self.cache: str = "ring"  # the cache's layout (musiclm.processor.empty_cache checks it)
+        self.cache: str = CACHE_LAYOUT  # musiclm.processor.empty_cache checks it
         self.vocab_json: str = json.dumps(vocab, sort_keys=True)
 
     @torch.jit.export
@@ -98,7 +100,6 @@ def parity_run(model: runtime.Model, tokens: int = 600) -> list[np.ndarray]:
     through the cached step, past the context window (the cache slides): every step's token
     probabilities. The absolute model, trained only up to L, stops at L."""
     from modelkit.onnx_export import probabilities
-    from musiclm.processor import empty_cache
 
     step = model.function()
     if str(model.attr("position")) == "absolute":
@@ -127,7 +128,7 @@ def export_onnx(path: str | Path | None = None) -> list[tuple[Path, float]]:
     fn = OnnxFunction("forward", OnnxStep(model).eval(), (torch.tensor([1]), torch.tensor(3), cache),
                       ("token", "position", "kv_cache"), ("logits", "new_cache"))
     attrs = {"max_len": model.max_len, "vocab_size": model.cfg.vocab_size, "position": model.cfg.position,
-             "cache": "ring", "vocab_json": str(scripted.vocab_json), "model.n_layer": model.n_layer,
+             "cache": CACHE_LAYOUT, "vocab_json": str(scripted.vocab_json), "model.n_layer": model.n_layer,
              "model.n_head": model.n_head, "model.head_dim": model.head_dim}
     files, diff = export_checked(path, [fn], attrs, parity_run)
     return [(f, diff) for f in files]

@@ -47,6 +47,7 @@ TOK_NOTE_ON, TOK_NOTE_OFF, TOK_SHIFT, TOK_VELOCITY = 3, 131, 259, 359
 NUM_SHIFTS, NUM_VELOCITY_BINS, VOCAB = 100, 32, 391
 STEP_NS = 10_000_000  # one time shift: 10 ms
 MS = 1_000_000
+CACHE_LAYOUT = "ring"  # the exported step's cache (``musiclm.export``): a ring of L-1 slots
 
 
 def empty_cache(model: runtime.Model, batch: int = 1) -> np.ndarray:
@@ -54,7 +55,7 @@ def empty_cache(model: runtime.Model, batch: int = 1) -> np.ndarray:
     (layers, 2, B, H, L-1, Dh). A model file exported before the ring (its cache grew from 0)
     raises ModelFileError."""
     try:
-        ring = model.attr("cache") == "ring"
+        ring = model.attr("cache") == CACHE_LAYOUT
     except runtime.ModelFileError:
         ring = False
     if not ring:

@@ -383,7 +383,9 @@ def _train_command(cfg: dict) -> str:
 
 def _export_command(cfg: dict) -> str:
     """The command that wrote this card from the run's best checkpoint."""
-    default = cfg["out_dir"] == "runs/pianogenie/model"
+    from pianogenie.train import TrainConfig
+
+    default = cfg["out_dir"] == TrainConfig.out_dir
     return "genie export pianogenie" + ("" if default else f" --checkpoint {cfg['out_dir']}/best.pt") + " --card"
 
 
