@@ -27,6 +27,9 @@ from modelkit.cli import setup_logging as _logging
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Run folder [default: runs/musiclm/<dataset>-<position>]. An existing ckpt.pt there is resumed "
                    "with its own settings (only --steps, --max-minutes and --threads change).")
+@click.option("--init-from", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Start a new run from this checkpoint's weights and model (its dataset and position; "
+                   "--max-len may grow the context, --dropout may change), at step 0 with its own schedule.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Where training (and the cosine schedule) ends [default: the preset's].")
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -44,13 +47,25 @@ from modelkit.cli import setup_logging as _logging
               help="torch threads per process.")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Datasets root [default: $GENIE_DATASETS or ../shared/datasets].")
-def train_cmd(dataset, position, out, steps, max_minutes, batch_size, lr, max_len, layers, d_model, dropout,
-              seed, ckpt_every, threads, data):
+def train_cmd(dataset, position, out, init_from, steps, max_minutes, batch_size, lr, max_len, layers, d_model,
+              dropout, seed, ckpt_every, threads, data):
     """Train a Music Transformer (Huang et al. 2018); resumes exactly from the run folder."""
     _logging()
-    from modelkit.checkpoints import checkpoint_path, load_checkpoint
+    from modelkit.checkpoints import CheckpointError, checkpoint_path, load_checkpoint
     from musiclm.train import config_from_checkpoint, preset, train
 
+    parent = None
+    if init_from:
+        if layers is not None or d_model is not None:
+            raise click.UsageError("--init-from takes the model's shape from the checkpoint: drop --layers/--d-model")
+        try:
+            parent = config_from_checkpoint(load_checkpoint(init_from))
+        except (CheckpointError, KeyError, ValueError) as exc:
+            raise click.BadParameter(f"not a musiclm training checkpoint ({exc})", param_hint="--init-from")
+        if max_len is not None and max_len < parent.model.max_len:
+            raise click.BadParameter(f"{max_len} is shorter than the checkpoint's {parent.model.max_len}",
+                                     param_hint="--max-len")
+        dataset, position = parent.dataset, parent.model.position
     out = out or RUNS / f"{dataset}-{position}"
     if checkpoint_path(out).is_file():  # the run's own settings win
         cfg = config_from_checkpoint(load_checkpoint(checkpoint_path(out)))
@@ -63,6 +78,8 @@ def train_cmd(dataset, position, out, steps, max_minutes, batch_size, lr, max_le
         for name, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr)):
             if value is not None:
                 setattr(cfg, name, value)
+        if parent is not None:
+            cfg.model, cfg.init_from = parent.model, str(init_from)
         for name, value in (("max_len", max_len), ("n_layer", layers), ("d_model", d_model), ("dropout", dropout)):
             if value is not None:
                 setattr(cfg.model, name, value)

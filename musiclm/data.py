@@ -6,15 +6,18 @@ chorale drawn uniformly, transposed by a whole number of semitones (default -3..
 L+1 tokens at a frame boundary (BOS when the crop starts at 0). Evaluation
 (:func:`jsb_windows`): every chorale whole, unaugmented; a chorale longer than L+1 tokens is read
 in windows of L+1 that step by L/2 tokens, and each window scores only tokens no earlier window
-scored, so every voice token is scored once with at least L/2 tokens of context (or all it has).
+scored (:func:`scored_windows`), so every voice token is scored once with at least L/2 tokens of
+context (or all it has).
 
 **MAESTRO** (the ASAP subset, ``asap-maestro-subset``, CC BY-NC-SA 4.0): split by piece with the
 rule of its SOURCE.md, the same split as Piano Genie (``modelkit.datasets.maestro_split``). Preparation
 reads every performance once (sustain folded into durations) into a cache. Training examples: a
 performance drawn in proportion to its notes, a random note to start from, the paper's
 augmentation (transposition -3..+3 semitones, time stretch 0.95..1.05), encoded and cropped to
-L+1 tokens (PAD after a piece's end). Evaluation: each validation/test performance encoded whole
-and cut into non-overlapping windows of L+1 tokens (the first token of a window is context only).
+L+1 tokens (PAD after a piece's end). Evaluation (:func:`maestro_windows`): each validation/test
+performance encoded whole and read as JSB is, in windows of L+1 tokens stepping by L/2, so every
+token is scored once with at least L/2 tokens of context, as the live model always has (until
+December 2026: non-overlapping windows, where a window's first tokens had next to none).
 
 Every batch is a pure function of (seed, step), so a run resumes exactly.
 """
@@ -94,12 +97,15 @@ class JsbSampler:
         return np.stack([self.example(rng) for _ in range(self.batch_size)])
 
 
-def jsb_windows(chorales: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation windows: (inputs, targets), each (N, L), targets PAD where not scored."""
-    stride = max(tk.JSB_VOICES, (length // 2) // tk.JSB_VOICES * tk.JSB_VOICES)
+def scored_windows(seqs: list[np.ndarray], length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation windows of whole sequences: (inputs, targets), each (N, L), PAD-filled.
+    Windows of L+1 tokens step by ``stride`` through each sequence, and each scores only the
+    targets no earlier window scored: every target is scored once, with at least L - stride
+    tokens of context (or all its sequence has before it). ``stride == length``: non-overlapping."""
+    if not 0 < stride <= length:
+        raise ValueError(f"stride must be in 1..{length}, not {stride}")
     xs, ys = [], []
-    for frames in chorales:
-        seq = tk.jsb_encode(frames)  # BOS + 4T
+    for seq in seqs:
         scored = 0  # targets seq[1..scored] done
         start = 0
         while scored < len(seq) - 1:
@@ -115,7 +121,16 @@ def jsb_windows(chorales: list[np.ndarray], length: int) -> tuple[np.ndarray, np
             ys.append(y)
             scored = start + len(win) - 1
             start += stride
+    if not xs:
+        return np.zeros((0, length), np.int64), np.zeros((0, length), np.int64)
     return np.stack(xs), np.stack(ys)
+
+
+def jsb_windows(chorales: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation windows: (inputs, targets), each (N, L), targets PAD where not scored; the
+    stride is L/2 rounded to whole frames, so a window starts with a soprano."""
+    stride = max(tk.JSB_VOICES, (length // 2) // tk.JSB_VOICES * tk.JSB_VOICES)
+    return scored_windows([tk.jsb_encode(frames) for frames in chorales], length, stride)
 
 
 # ---- MAESTRO ---------------------------------------------------------------------------------
@@ -255,22 +270,15 @@ class MaestroSampler:
         return out
 
 
-def maestro_windows(perf: Performances, length: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Non-overlapping (L+1)-token windows of every performance, unaugmented: (inputs, targets)
-    (N, L) each, PAD-filled. ``limit`` > 0 keeps that many, evenly spaced (a fixed subset)."""
-    xs = []
-    for i in range(len(perf)):
-        tokens = tk.encode(perf.notes(i))
-        for a in range(0, max(len(tokens) - 1, 0), length):
-            w = tokens[a:a + length + 1]
-            if len(w) < 2:
-                continue
-            seq = np.full(length + 1, tk.PAD, np.int64)
-            seq[:len(w)] = w
-            xs.append(seq)
-    if not xs:
-        return np.zeros((0, length), np.int64), np.zeros((0, length), np.int64)
-    seqs = np.stack(xs)
-    if limit and len(seqs) > limit:
-        seqs = seqs[np.linspace(0, len(seqs) - 1, limit).round().astype(int)]
-    return seqs[:, :-1], seqs[:, 1:]
+def maestro_windows(perf: Performances, length: int, limit: int = 0, stride: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation windows of every performance, encoded whole and unaugmented: (inputs, targets)
+    (N, L) each, PAD where not scored. ``stride`` (default L/2, as JSB and as the live model
+    hears: every token scored with at least L/2 tokens of context); ``stride = L`` gives
+    non-overlapping windows, where a window's first tokens have next to no context. ``limit`` > 0
+    keeps that many windows, evenly spaced (a fixed subset)."""
+    x, y = scored_windows([tk.encode(perf.notes(i)) for i in range(len(perf))], length, stride or length // 2)
+    if limit and len(x) > limit:
+        keep = np.linspace(0, len(x) - 1, limit).round().astype(int)
+        x, y = x[keep], y[keep]
+    return x, y

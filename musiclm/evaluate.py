@@ -19,8 +19,7 @@ import torch
 
 from modelkit.checkpoints import best_or_last, load_checkpoint
 from modelkit.plots import pyplot
-from musiclm import data
-from musiclm.train import TrainConfig, config_from_checkpoint, model_from_checkpoint, nll_per_token, preset
+from musiclm.train import config_from_checkpoint, eval_set, model_from_checkpoint, nll_per_token, preset
 
 log = logging.getLogger("genie.musiclm.evaluate")
 
@@ -91,10 +90,13 @@ def run(jsb_relative: Path | None = None, jsb_absolute: Path | None = None, maes
         cfg = preset(dataset)
         cfg.model.max_len = length
         for s in splits:
-            x, y = _windows(cfg, s, sources[dataset], maestro_windows)
+            x, y = eval_set(cfg, s, sources[dataset], maestro_windows)
             nll, count = nll_per_token(model, x, y, label=f"{name} {s}")
             entry[s] = {"nll": nll, "tokens": count}
             log.info("%s %s: NLL %.4f over %d tokens", name, s, nll, count)
+            if dataset == "maestro":  # the protocol before December 2026, for comparison
+                x, y = eval_set(cfg, s, sources[dataset], maestro_windows, stride=length)
+                entry[s]["nll_no_overlap"], _ = nll_per_token(model, x, y, label=f"{name} {s}, no overlap")
         result["models"][name] = entry
     rel = result["models"].get("jsb-relative", {}).get("validation", {}).get("nll")
     ab = result["models"].get("jsb-absolute", {}).get("validation", {}).get("nll")
@@ -103,14 +105,6 @@ def run(jsb_relative: Path | None = None, jsb_absolute: Path | None = None, maes
     if png:
         result["curves_png"] = str(png) if plot_curves(runs, png) else None
     return result
-
-
-def _windows(cfg: TrainConfig, split: str, source: Any, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if cfg.dataset == "jsb":
-        x, y = data.jsb_windows(source[split], cfg.model.max_len)
-    else:
-        x, y = data.maestro_windows(source.subset(split), cfg.model.max_len, limit)
-    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def plot_curves(runs: Path, path: Path) -> bool:

@@ -171,6 +171,22 @@ def sinusoids(length: int, dim: int) -> torch.Tensor:
 # ---- the model -------------------------------------------------------------------------------
 
 
+def grow_context(state: dict[str, torch.Tensor], max_len: int) -> dict[str, torch.Tensor]:
+    """A model's weights for a longer context L' >= L (a new run that starts from a shorter one):
+    each layer's relative embeddings gain distances L..L'-1, started at the farthest one learned
+    (L-1); every other weight is unchanged (absolute sinusoids are not weights). The grown model
+    gives the same logits as the original on any sequence of at most L tokens."""
+    out = dict(state)
+    for name, rel in state.items():
+        if not name.endswith("attn.rel") or rel.shape[1] in (0, max_len):
+            continue
+        old = rel.shape[1]  # index L-1-d holds distance d: the far distances come first
+        if max_len < old:
+            raise ValueError(f"cannot shrink the context from {old} to {max_len} tokens")
+        out[name] = torch.cat([rel[:, :1].expand(-1, max_len - old, -1), rel], 1).contiguous()
+    return out
+
+
 class MusicTransformer(nn.Module):
     """Token embedding (+ sinusoids when absolute), N blocks, final norm, linear to logits."""
 

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from modelkit import configs
+from modelkit.checkpoints import checkpoint_path, load_checkpoint
 from modelkit.loop import LoopConfig, train_loop
 from musiclm import data
 from musiclm import tokenizer as tk
-from musiclm.model import MusicTransformer, MusicTransformerConfig
+from musiclm.model import MusicTransformer, MusicTransformerConfig, grow_context
 
 log = logging.getLogger("genie.musiclm.train")
 
@@ -53,6 +54,7 @@ class TrainConfig:
     eval_windows: int = 48  # MAESTRO validation windows per evaluation (fixed subset); JSB: all of it
     data_dir: str = ""  # a datasets root; "" = $GENIE_DATASETS or ../shared/datasets
     cache_dir: str = ""  # "" = $XDG_CACHE_HOME/genie/musiclm
+    init_from: str = ""  # a checkpoint whose weights start this run (grown to its L): a new run, step 0
 
     def loop(self) -> LoopConfig:
         keys = set(LoopConfig.__dataclass_fields__) & set(type(self).__dataclass_fields__)
@@ -105,12 +107,14 @@ def nll_per_token(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     return total / max(count, 1), count
 
 
-def eval_set(cfg: TrainConfig, split: str, source: Any, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation windows of a split (``source``: JSB chorales dict or Performances)."""
+def eval_set(cfg: TrainConfig, split: str, source: Any, limit: int = 0, stride: int = 0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation windows of a split (``source``: JSB chorales dict or Performances); MAESTRO:
+    ``limit`` windows at most, stepping by ``stride`` (default L/2; see ``data.maestro_windows``)."""
     if cfg.dataset == "jsb":
         x, y = data.jsb_windows(source[split], cfg.model.max_len)
     else:
-        x, y = data.maestro_windows(source.subset(split), cfg.model.max_len, limit)
+        x, y = data.maestro_windows(source.subset(split), cfg.model.max_len, limit, stride)
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -139,7 +143,13 @@ class MusicLMTask:
         self.val = eval_set(cfg, "validation", self.source, cfg.eval_windows)
 
     def build_model(self) -> nn.Module:
-        return MusicTransformer(self.cfg.model)
+        model = MusicTransformer(self.cfg.model)
+        if self.cfg.init_from and not checkpoint_path(Path(self.cfg.out_dir)).is_file():
+            parent = load_checkpoint(self.cfg.init_from)
+            model.load_state_dict(grow_context(parent["model"], self.cfg.model.max_len))  # strict
+            log.info("%s starts from %s (step %s, L %d -> %d)", self.label, self.cfg.init_from, parent.get("step"),
+                     parent["model_args"]["max_len"], self.cfg.model.max_len)
+        return model
 
     def model_args(self) -> dict[str, Any]:
         return configs.to_dict(self.cfg.model)

@@ -4,7 +4,7 @@ uncached forward (within and past the window), and the exported TorchScript step
 import pytest
 import torch
 
-from musiclm.model import MusicTransformer, MusicTransformerConfig, skew
+from musiclm.model import MusicTransformer, MusicTransformerConfig, grow_context, skew
 
 
 def tiny(position="relative", n_layer=2, max_len=12, dropout=0.0):
@@ -102,6 +102,24 @@ def test_the_step_writes_its_ring_in_place_and_a_copy_branches():
         assert changed.tolist() == [i == 13 % 7 for i in range(7)]  # the oldest token's slot only
         torch.testing.assert_close(got, want[:, 13], atol=1e-4, rtol=0)
         torch.testing.assert_close(m.step(idx[:, 14], 14, cache)[0], want[:, 14], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("position", ["relative", "absolute"])
+def test_a_grown_context_keeps_the_short_model_and_learns_new_distances(position):
+    torch.manual_seed(0)
+    short = tiny(position, max_len=12)
+    long = tiny(position, max_len=20)
+    long.load_state_dict(grow_context(short.state_dict(), 20))  # strict: every weight accounted for
+    idx = torch.randint(3, 40, (2, 12))
+    torch.testing.assert_close(long(idx)[0], short(idx)[0], rtol=0, atol=1e-6)
+    if position == "relative":  # the new far distances start as the farthest learned, and train apart
+        rel = long.blocks[0].attn.rel
+        assert torch.equal(rel[:, :8], short.blocks[0].attn.rel[:, :1].expand(-1, 8, -1))
+        _, loss = long(torch.randint(3, 40, (2, 20)), torch.randint(3, 40, (2, 20)))
+        loss.backward()
+        assert rel.grad[:, :8].abs().sum() > 0
+        with pytest.raises(ValueError, match="shrink"):
+            grow_context(long.state_dict(), 12)
 
 
 def test_absolute_step_refuses_positions_past_the_training_length():

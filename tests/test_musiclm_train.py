@@ -112,6 +112,28 @@ def test_maestro_crops_are_pure_augmented_and_never_orphan_a_note_off(datasets):
                 on.discard(t - tk.NOTE_OFF)
 
 
+@pytest.mark.parametrize("stride", [8, 16])
+def test_scored_windows_score_every_token_once_with_the_context_promised(stride):
+    seqs = [np.arange(3, 3 + n) for n in (2, 16, 17, 40)]  # token = 3 + its index: context is readable
+    x, y = data.scored_windows(seqs, 16, stride)
+    np.testing.assert_array_equal(y[y != tk.PAD], np.concatenate([s[1:] for s in seqs]))
+    for xi, yi in zip(x, y):
+        for j in np.flatnonzero(yi != tk.PAD):  # target j is predicted from x[0..j]: all its past, or >= L - stride
+            assert xi[j] == yi[j] - 1 and (xi[0] == 3 or j + 1 >= 16 - stride)
+
+
+def test_maestro_windows_read_whole_performances_by_half_windows(datasets):
+    perf = data.prepare_maestro(datasets / data.MAESTRO_DATASET, datasets / "cache").subset("validation")
+    seqs = [tk.encode(perf.notes(i)) for i in range(len(perf))]
+    for stride, default in ((8, True), (16, False)):
+        got = data.maestro_windows(perf, 16) if default else data.maestro_windows(perf, 16, stride=stride)
+        want = data.scored_windows(seqs, 16, stride)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    x, _ = data.maestro_windows(perf, 16, limit=3)
+    assert len(x) == 3
+
+
 @pytest.mark.parametrize("dataset", ["jsb", "maestro"])
 def test_training_resumes_exactly(datasets, tmp_path, dataset):
     torch.manual_seed(0)
@@ -157,6 +179,32 @@ def test_cli_train_eval_export_bench(datasets, tmp_path):
     res = r.invoke(bench_cmd, ["--weights", str(tmp_path / "w" / "musiclm_maestro.pt"), "--positions", "4",
                                "--tokens", "5"])
     assert res.exit_code == 0 and "busy with other work" in res.output, res.output
+
+
+def test_a_new_run_starts_from_a_shorter_one_with_a_longer_context(datasets, tmp_path):
+    from modelkit.checkpoints import load_checkpoint
+    from musiclm.cli import train_cmd
+
+    r, env = CliRunner(), {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    small = ["--ckpt-every", "2", "--batch-size", "4", "--data", str(datasets)]
+    res = r.invoke(train_cmd, ["--out", str(tmp_path / "short"), "--steps", "4", "--max-len", "16", "--layers", "1",
+                               "--d-model", "16", *small], env=env)
+    assert res.exit_code == 0, res.output
+    parent = str(tmp_path / "short" / "ckpt.pt")
+    res = r.invoke(train_cmd, ["--init-from", parent, "--max-len", "32", "--steps", "2", "--lr", "3e-4",
+                               "--out", str(tmp_path / "long"), *small], env=env)
+    assert res.exit_code == 0, res.output
+    ckpt = load_checkpoint(tmp_path / "long" / "ckpt.pt")
+    assert ckpt["step"] == 2 and ckpt["model_args"]["max_len"] == 32 and ckpt["model_args"]["d_model"] == 16
+    assert ckpt["config"]["init_from"] == parent and ckpt["config"]["lr"] == 3e-4
+    before = load_checkpoint(parent)["model"]  # two Adam steps of at most lr from the parent's weights
+    torch.testing.assert_close(ckpt["model"]["tok.weight"], before["tok.weight"], atol=1e-3, rtol=0)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    for bad in (["--init-from", parent, "--max-len", "8"], ["--init-from", parent, "--layers", "2"],
+                ["--init-from", str(tmp_path / "bad.pt")]):
+        res = r.invoke(train_cmd, [*bad, "--out", str(tmp_path / "never"), *small], env=env)
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "never").exists()
 
 
 def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
