@@ -141,7 +141,7 @@ def export_cmd(checkpoint, out, card, fmt):
     if card:
         for p in export.copy_runs(RUNS):
             click.echo(f"copied {p}")
-        for p in export.write_card(out):
+        for p in export.write_card(out, source=checkpoint):
             click.echo(f"wrote {p}")
 
 

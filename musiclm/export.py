@@ -39,7 +39,7 @@ log = logging.getLogger("genie.musiclm.export")
 PACKAGE = Path(__file__).resolve().parent
 WEIGHTS_DIR = PACKAGE / "weights"
 SHIPPED_CHECKPOINTS = PACKAGE.parent / "checkpoints" / "musiclm"
-RUN_NAMES = ("jsb-relative", "jsb-absolute", "maestro-relative", "maestro-absolute")
+RUN_NAMES = ("jsb-relative", "jsb-absolute", "maestro-relative", "maestro-absolute", "maestro-relative-512")
 CARD = "musiclm.md"
 MODEL_FILE = "musiclm_maestro.pt"  # the live model
 
@@ -95,15 +95,22 @@ def model_from_artefact(scripted: torch.jit.ScriptModule) -> MusicTransformer:
     return model.eval()
 
 
-def parity_run(model: runtime.Model, tokens: int = 600) -> list[np.ndarray]:
-    """A performance of ``tokens`` tokens (drawn from the model's own distribution, fixed seed) fed
-    through the cached step, past the context window (the cache slides): every step's token
-    probabilities. The absolute model, trained only up to L, stops at L."""
+PARITY_PAST_WINDOW = 344  # tokens the parity run goes on past the context window (600 in all at L = 256)
+
+
+def parity_tokens(max_len: int) -> int:
+    return max_len + PARITY_PAST_WINDOW
+
+
+def parity_run(model: runtime.Model) -> list[np.ndarray]:
+    """A performance drawn from the model's own distribution (fixed seed), fed through the cached
+    step ``PARITY_PAST_WINDOW`` tokens past the context window (the cache slides): every step's
+    token probabilities. The absolute model, trained only up to L, stops at L."""
     from modelkit.onnx_export import probabilities
 
     step = model.function()
-    if str(model.attr("position")) == "absolute":
-        tokens = min(tokens, int(model.attr("max_len")))
+    max_len = int(model.attr("max_len"))
+    tokens = max_len if str(model.attr("position")) == "absolute" else parity_tokens(max_len)
     rng = np.random.default_rng(0)
     cache, tok, out = empty_cache(model), 1, []  # 1: BOS in both vocabularies
     for pos in range(tokens):
@@ -189,14 +196,17 @@ def _fmt(x: float | None, nd: int = 3) -> str:
     return "—" if x is None else f"{x:.{nd}f}"
 
 
-def write_card(out_dir: str | Path | None = None, runs: str | Path = SHIPPED_CHECKPOINTS) -> list[Path]:
-    """Evaluate the shipped checkpoints and write metrics JSON, the curves PNG and the card."""
+def write_card(out_dir: str | Path | None = None, runs: str | Path = SHIPPED_CHECKPOINTS,
+               source: str | Path | None = None) -> list[Path]:
+    """Evaluate the shipped checkpoints and write metrics JSON, the curves PNG and the card;
+    ``source``: the checkpoint the live model was exported from (the card's export command)."""
     from musiclm import evaluate
 
     out = Path(out_dir) if out_dir else WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     png = out / "musiclm_curves.png"
     result = evaluate.run(None, None, None, split="both", png=png, runs=runs)
+    result["exported_from"] = str(source) if source else None
     if (out / MODEL_FILE).is_file():
         from musiclm import bench
 
@@ -267,8 +277,61 @@ def same_step(runs: str | Path, a: str, b: str) -> dict | None:
             "curve": [(s, hist[a][s], hist[b][s]) for s in common], "last": {n: max(hist[n]) for n in (a, b)}}
 
 
-ONNX_SEQUENCE = ("a performance of 600 tokens drawn from the model itself (fixed seed), fed through the "
-                 "cached step past the 256-token window, so the cache slides")
+def onnx_sequence(max_len: int) -> str:
+    return (f"a performance of {parity_tokens(max_len)} tokens drawn from the model itself (fixed seed), fed"
+            f" through the cached step past the {max_len}-token window, so the cache slides")
+
+
+def _maestro_protocol(entry: dict) -> list[str]:
+    """The card's note on how MAESTRO is read, with the earlier protocol's figures for the same model."""
+    old = [entry.get(s, {}).get("nll_no_overlap") for s in ("validation", "test")]
+    text = ("MAESTRO is read as JSB is: windows of L+1 tokens stepping by L/2, each token scored once with at"
+            " least L/2 tokens of context (the live model always hears up to L-1).")
+    if None not in old:
+        text += (" Until December 2026 this card read MAESTRO in non-overlapping windows, where a window's first"
+                 " tokens have next to no context (the first alone cost about 7 nats): the same model gives"
+                 f" {old[0]:.3f} validation and {old[1]:.3f} test that way.")
+    return [text, ""]
+
+
+def _lineage(info: dict[str, dict | None]) -> list[str]:
+    """A sentence per run that started from another run's weights (``--init-from``)."""
+    out = []
+    for name, i in info.items():
+        parent = (i or {}).get("config", {}).get("init_from")
+        if not parent:
+            continue
+        pname = Path(parent).parent.name
+        p = info.get(pname)
+        c = i["config"]
+        out.append(f"`{name}` starts from `{pname}`'s weights"
+                   + (f" at step {p['step']:,}" if p else "")
+                   + f" (`--init-from`), its context grown from {p['config']['model']['max_len'] if p else '?'} to"
+                   f" {c['model']['max_len']} tokens (the new far distances start as the farthest learned): peak"
+                   f" learning rate {c['lr']:g} after {c['warmup_steps']} warm-up steps, cosine to"
+                   f" {c['lr'] * c['min_lr_ratio']:g} at step {c['steps']:,}, batches of {c['batch_size']} sequences,"
+                   f" {c['threads']} thread(s); its steps and wall time are its own"
+                   + (f" (with its parent's: {i['step'] + p['step']:,} steps, {i['wall_min'] + p['wall_min']:.0f} min)."
+                      if p else "."))
+    if out:
+        out += ["The training-time estimates of the MAESTRO runs that started before December 2026"
+                " (`maestro-relative`, `maestro-absolute`) read non-overlapping windows; later runs read windows"
+                " by L/2 (see Results): compare a run with its own curve, and models with each other in the"
+                " Results table."]
+    return [" ".join(out), ""] if out else []
+
+
+def _init_commands(info: dict[str, dict | None]) -> list[str]:
+    """The command that made each run started from another (its config holds every setting)."""
+    out = []
+    for name, i in info.items():
+        c = (i or {}).get("config", {})
+        if c.get("init_from"):
+            parent = Path(c["init_from"]).parent.name
+            out.append(f"genie train musiclm --init-from checkpoints/musiclm/{parent}/ckpt.pt --max-len"
+                       f" {c['model']['max_len']} --batch-size {c['batch_size']} --lr {c['lr']:g} --steps {c['steps']}"
+                       f" --threads {c['threads']} --out runs/musiclm/{name}")
+    return out
 
 
 def render_card(result: dict, runs: str | Path) -> str:
@@ -280,6 +343,7 @@ def render_card(result: dict, runs: str | Path) -> str:
         return (r.get(name) or {}).get(split, {}).get("nll")
 
     rel_v, abs_v, mae_v = nll("jsb-relative", "validation"), nll("jsb-absolute", "validation"), nll("maestro-relative", "validation")
+    live_len = (r.get("maestro-relative") or {}).get("max_len", 256)
     jsb_cmp = same_step(runs, "jsb-relative", "jsb-absolute")
 
     def met(ok: bool | None) -> str:
@@ -302,10 +366,11 @@ def render_card(result: dict, runs: str | Path) -> str:
         f"| JSB, absolute (baseline) | {_fmt(abs_v)} | {_fmt(nll('jsb-absolute', 'test'))}"
         f" | 0.417 | measurably worse than relative, at equal steps |"
         f" {met(None if jsb_cmp is None else jsb_cmp['jsb-absolute'] - jsb_cmp['jsb-relative'] > 0.02)} |",
-        f"| MAESTRO (ASAP subset), relative | {_fmt(mae_v)}"
+        f"| MAESTRO (ASAP subset), relative, L = {live_len} | {_fmt(mae_v)}"
         f" | {_fmt(nll('maestro-relative', 'test'))} | 1.835 (Piano-e-Competition, large model) | ≤ 2.0 |"
         f" {met(None if mae_v is None else mae_v <= 2.0)} |",
         "",
+        *_maestro_protocol(r.get("maestro-relative") or {}),
         *_baseline(runs, "jsb"),
         *_baseline(runs, "maestro"),
         "Curves: `musiclm_curves.png` (training and validation NLL against step for every run); per-run loss"
@@ -315,7 +380,7 @@ def render_card(result: dict, runs: str | Path) -> str:
     ]
     from modelkit.onnx_export import card_section
 
-    lines += [card_section(result.get("onnx") or {}, ONNX_SEQUENCE)]
+    lines += [card_section(result.get("onnx") or {}, onnx_sequence(live_len))]
     bench = result.get("bench")
     if bench and bench.get("at"):
         lines += ["## Speed (`genie bench musiclm`, one thread)", "",
@@ -346,12 +411,13 @@ def render_card(result: dict, runs: str | Path) -> str:
                      f"{i['wall_min']:.1f} min | {_fmt(i['ms_per_step'], 0)} | {_fmt(i['best_val'])} |")
     lines += [
         "",
-        "All runs: Adam (AdamW with weight decay 0.05 on JSB), peak learning rate 1e-3, 200 warm-up steps,"
+        "Runs from scratch: Adam (AdamW with weight decay 0.05 on JSB), peak learning rate 1e-3, 200 warm-up steps,"
         " cosine decay to 1e-4 at the run's step budget, gradient clipping 1.0, one CPU thread at the"
         " lowest priority on a 2-core machine shared with other jobs, stopped by a time limit. ms/step is the"
         " median over logging intervals. The runs are resumable (see `checkpoints/musiclm/README.md`):"
         " none has converged, and the numbers are the best reached in this time, not the model's limit.",
         "",
+        *_lineage(info),
         "## Data and protocol",
         "",
         "**JSB Chorales**: `jsb-chorales-czhuang/Jsb16thSeparated.npz` (Coconet's 16th-note SATB version;"
@@ -373,8 +439,8 @@ def render_card(result: dict, runs: str | Path) -> str:
         " (10 ms … 1 s), 32 VELOCITY bins; the sustain pedal folded into note durations. Training: random"
         " crops of L+1 tokens from a random note, transposition -3..+3 semitones and time stretch"
         " 0.95–1.05 (the paper's augmentation). Evaluation: each performance encoded whole, unaugmented,"
-        " cut into non-overlapping windows of L+1 tokens (the first token of a window is context only);"
-        " `genie eval musiclm` reads a fixed, evenly spaced subset of windows per split (the count is in"
+        " read in windows of L+1 tokens stepping by L/2, each token scored once with at least L/2 tokens of"
+        " context (as JSB); `genie eval musiclm` reads a fixed, evenly spaced subset of windows per split (the count is in"
         " `musiclm_metrics.json`). Our data is 35 h of training performances, not the full MAESTRO, and"
         " our context is L tokens (a few seconds of piano), so the paper's 1.835 is not a like-for-like"
         " comparison.",
@@ -404,7 +470,9 @@ def render_card(result: dict, runs: str | Path) -> str:
         "genie train musiclm --dataset maestro --position relative --steps 12000 --max-minutes 140 --threads 1  # resumed; stopped by hand at step 9,200",
         "genie train musiclm --dataset maestro --position absolute --steps 4500 --max-minutes 50 --threads 1  # stopped by hand at step 2,000",
         "genie train musiclm --dataset maestro --position relative --steps 16500 --max-minutes 125 --threads 1  # resumed; to the end of its schedule",
-        "genie export musiclm --checkpoint runs/musiclm/maestro-relative/best.pt --card",
+        *_init_commands(info),
+        "genie export musiclm" + (f" --checkpoint {result['exported_from']}" if result.get("exported_from") else "")
+        + " --card",
         "```",
         "",
         "(`musiclm/train_schedule.sh` runs the three trainings in sequence.)",

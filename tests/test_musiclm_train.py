@@ -187,14 +187,15 @@ def test_a_new_run_starts_from_a_shorter_one_with_a_longer_context(datasets, tmp
 
     r, env = CliRunner(), {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     small = ["--ckpt-every", "2", "--batch-size", "4", "--data", str(datasets)]
-    res = r.invoke(train_cmd, ["--out", str(tmp_path / "short"), "--steps", "4", "--max-len", "16", "--layers", "1",
+    short, long = tmp_path / "maestro-relative", tmp_path / "maestro-relative-512"
+    res = r.invoke(train_cmd, ["--out", str(short), "--steps", "4", "--max-len", "16", "--layers", "1",
                                "--d-model", "16", *small], env=env)
     assert res.exit_code == 0, res.output
-    parent = str(tmp_path / "short" / "ckpt.pt")
+    parent = str(short / "ckpt.pt")
     res = r.invoke(train_cmd, ["--init-from", parent, "--max-len", "32", "--steps", "2", "--lr", "3e-4",
-                               "--out", str(tmp_path / "long"), *small], env=env)
+                               "--out", str(long), *small], env=env)
     assert res.exit_code == 0, res.output
-    ckpt = load_checkpoint(tmp_path / "long" / "ckpt.pt")
+    ckpt = load_checkpoint(long / "ckpt.pt")
     assert ckpt["step"] == 2 and ckpt["model_args"]["max_len"] == 32 and ckpt["model_args"]["d_model"] == 16
     assert ckpt["config"]["init_from"] == parent and ckpt["config"]["lr"] == 3e-4
     before = load_checkpoint(parent)["model"]  # two Adam steps of at most lr from the parent's weights
@@ -205,6 +206,16 @@ def test_a_new_run_starts_from_a_shorter_one_with_a_longer_context(datasets, tmp
         res = r.invoke(train_cmd, [*bad, "--out", str(tmp_path / "never"), *small], env=env)
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert not (tmp_path / "never").exists()
+    # the card says where the run came from, how to make it again, and how MAESTRO was read
+    from musiclm.export import render_card
+
+    entry = {"max_len": 32, **{s: {"nll": 2.1, "nll_no_overlap": 2.4} for s in ("validation", "test")}}
+    card = render_card({"models": {"maestro-relative": entry}, "exported_from": str(long / "best.pt")}, tmp_path)
+    assert "`maestro-relative-512` starts from `maestro-relative`'s weights at step 4" in card
+    assert "context grown from 16 to 32 tokens" in card and "peak learning rate 0.0003" in card
+    assert "--init-from checkpoints/musiclm/maestro-relative/ckpt.pt --max-len 32 --batch-size 4" in card
+    assert f"genie export musiclm --checkpoint {long / 'best.pt'} --card" in card
+    assert "relative, L = 32 | 2.100" in card and "2.400 validation and 2.400 test that way" in card
 
 
 def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
