@@ -26,6 +26,7 @@ log = logging.getLogger("genie.musiclm.evaluate")
 PACKAGE = Path(__file__).resolve().parent
 WEIGHTS_DIR = PACKAGE / "weights"
 SHIPPED_CHECKPOINTS = PACKAGE.parent / "checkpoints" / "musiclm"
+RUN_NAMES = ("jsb-relative", "jsb-absolute", "maestro-relative", "maestro-absolute", "maestro-relative-512")
 ARTEFACTS = {"jsb-relative": "musiclm_jsb.pt", "jsb-absolute": "musiclm_jsb_absolute.pt",
              "maestro-relative": "musiclm_maestro.pt"}
 PAPER = {"jsb-relative": 0.357, "jsb-absolute": 0.417, "maestro-relative": 1.835}
@@ -107,6 +108,17 @@ def run(jsb_relative: Path | None = None, jsb_absolute: Path | None = None, maes
     return result
 
 
+def started_from(runs: Path, name: str) -> tuple[str | None, int]:
+    """(the run ``name`` started from with ``--init-from``, that run's step), or (None, 0)."""
+    ckpt = runs / name / "ckpt.pt"
+    parent = load_checkpoint(ckpt)["config"].get("init_from") if ckpt.is_file() else None
+    if not parent:
+        return None, 0
+    pname = Path(parent).parent.name
+    pckpt = runs / pname / "ckpt.pt"
+    return pname, (load_checkpoint(pckpt)["step"] if pckpt.is_file() else 0)
+
+
 def plot_curves(runs: Path, path: Path) -> bool:
     """Validation NLL against step of every run in ``runs`` (its history.json), one PNG."""
     plt = pyplot()
@@ -115,7 +127,7 @@ def plot_curves(runs: Path, path: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, prefix in zip(axes, ("jsb", "maestro")):
         tops = []
-        for name in ARTEFACTS:
+        for name in RUN_NAMES:
             hist = Path(runs) / name / "history.json"
             if not name.startswith(prefix) or not hist.is_file():
                 continue
@@ -123,9 +135,10 @@ def plot_curves(runs: Path, path: Path) -> bool:
             tr = [r for r in h if "loss" in r]
             va = [r for r in h if "val_loss" in r]
             tops += [r["val_loss"] for r in va[1:]]
-            line, = ax.plot([r["step"] for r in va], [r["val_loss"] for r in va], "o-", ms=3,
-                            label=f"{name} validation")
-            ax.plot([r["step"] for r in tr], [r["loss"] for r in tr], lw=0.6, alpha=0.5,
+            parent, at = started_from(Path(runs), name)  # a run started from another goes on from its step
+            label = f"{name} validation" + (f" (from {parent} at {at:,}; windows by L/2)" if parent else "")
+            line, = ax.plot([at + r["step"] for r in va], [r["val_loss"] for r in va], "o-", ms=3, label=label)
+            ax.plot([at + r["step"] for r in tr], [r["loss"] for r in tr], lw=0.6, alpha=0.5,
                     color=line.get_color(), label=f"{name} train")
         for name, v in PAPER.items():
             if name.startswith(prefix):

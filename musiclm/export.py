@@ -30,6 +30,7 @@ from daemon import runtime
 from modelkit.checkpoints import load_checkpoint, slim_checkpoint
 from modelkit.timing import load_words
 from musiclm import tokenizer as tk
+from musiclm.evaluate import RUN_NAMES, started_from
 from musiclm.model import MusicTransformer, MusicTransformerConfig
 from musiclm.processor import CACHE_LAYOUT, empty_cache
 from musiclm.train import config_from_checkpoint, model_from_checkpoint
@@ -39,7 +40,6 @@ log = logging.getLogger("genie.musiclm.export")
 PACKAGE = Path(__file__).resolve().parent
 WEIGHTS_DIR = PACKAGE / "weights"
 SHIPPED_CHECKPOINTS = PACKAGE.parent / "checkpoints" / "musiclm"
-RUN_NAMES = ("jsb-relative", "jsb-absolute", "maestro-relative", "maestro-absolute", "maestro-relative-512")
 CARD = "musiclm.md"
 MODEL_FILE = "musiclm_maestro.pt"  # the live model
 
@@ -257,7 +257,7 @@ def _run_info(runs: Path, name: str) -> dict | None:
     return {"step": ckpt["step"], "best_step": best_step, "best_val": ckpt["best_val"],
             "wall_min": ckpt["wall_time_s"] / 60, "ms_per_step": ms[len(ms) // 2] if ms else None,
             "params": MusicTransformer(config_from_checkpoint(ckpt).model).num_params(),
-            "config": ckpt["config"], "meta": ckpt["meta"]}
+            "config": ckpt["config"], "meta": ckpt["meta"], "parent": started_from(Path(runs), name)[0]}
 
 
 def same_step(runs: str | Path, a: str, b: str) -> dict | None:
@@ -298,10 +298,9 @@ def _lineage(info: dict[str, dict | None]) -> list[str]:
     """A sentence per run that started from another run's weights (``--init-from``)."""
     out = []
     for name, i in info.items():
-        parent = (i or {}).get("config", {}).get("init_from")
-        if not parent:
+        pname = (i or {}).get("parent")
+        if not pname:
             continue
-        pname = Path(parent).parent.name
         p = info.get(pname)
         c = i["config"]
         out.append(f"`{name}` starts from `{pname}`'s weights"
@@ -325,10 +324,9 @@ def _init_commands(info: dict[str, dict | None]) -> list[str]:
     """The command that made each run started from another (its config holds every setting)."""
     out = []
     for name, i in info.items():
-        c = (i or {}).get("config", {})
-        if c.get("init_from"):
-            parent = Path(c["init_from"]).parent.name
-            out.append(f"genie train musiclm --init-from checkpoints/musiclm/{parent}/ckpt.pt --max-len"
+        if (i or {}).get("parent"):
+            c = i["config"]
+            out.append(f"genie train musiclm --init-from checkpoints/musiclm/{i['parent']}/ckpt.pt --max-len"
                        f" {c['model']['max_len']} --batch-size {c['batch_size']} --lr {c['lr']:g} --steps {c['steps']}"
                        f" --threads {c['threads']} --out runs/musiclm/{name}")
     return out

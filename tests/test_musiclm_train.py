@@ -216,6 +216,11 @@ def test_a_new_run_starts_from_a_shorter_one_with_a_longer_context(datasets, tmp
     assert "--init-from checkpoints/musiclm/maestro-relative/ckpt.pt --max-len 32 --batch-size 4" in card
     assert f"genie export musiclm --checkpoint {long / 'best.pt'} --card" in card
     assert "relative, L = 32 | 2.100" in card and "2.400 validation and 2.400 test that way" in card
+    from musiclm.evaluate import plot_curves, started_from
+
+    assert started_from(tmp_path, "maestro-relative-512") == ("maestro-relative", 4)  # its curve goes on from there
+    assert started_from(tmp_path, "maestro-relative") == (None, 0)
+    assert plot_curves(tmp_path, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_slim_checkpoint_resumes_through_modelkit(datasets, tmp_path):
