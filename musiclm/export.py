@@ -328,7 +328,8 @@ def _init_commands(info: dict[str, dict | None]) -> list[str]:
             c = i["config"]
             out.append(f"genie train musiclm --init-from checkpoints/musiclm/{i['parent']}/ckpt.pt --max-len"
                        f" {c['model']['max_len']} --batch-size {c['batch_size']} --lr {c['lr']:g} --steps {c['steps']}"
-                       f" --threads {c['threads']} --out runs/musiclm/{name}")
+                       f" --threads {c['threads']} --out runs/musiclm/{name}"
+                       + (f"  # stopped by hand at step {i['step']:,}" if i["step"] < c["steps"] else ""))
     return out
 
 
@@ -351,7 +352,7 @@ def render_card(result: dict, runs: str | Path) -> str:
         "# Music Transformer (musiclm): model card",
         "",
         "A decoder-only transformer with relative position attention (Huang et al. 2018, \"Music Transformer\","
-        " arXiv 1809.04281), trained here on one CPU thread. `musiclm_maestro.pt` is the live model for the"
+        " arXiv 1809.04281), trained here on a 2-core CPU. `musiclm_maestro.pt` is the live model for the"
         " continuation processor. The JSB Chorales experiment of the paper (relative attention against the"
         " absolute-position baseline) is evaluated from its checkpoints in `checkpoints/musiclm/`.",
         "",
