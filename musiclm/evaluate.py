@@ -108,13 +108,17 @@ def run(jsb_relative: Path | None = None, jsb_absolute: Path | None = None, maes
     return result
 
 
+def parent_of(config: dict) -> str | None:
+    """The run a training config started from with ``--init-from`` (its folder's name), or None."""
+    return Path(config["init_from"]).parent.name if config.get("init_from") else None
+
+
 def started_from(runs: Path, name: str) -> tuple[str | None, int]:
     """(the run ``name`` started from with ``--init-from``, that run's step), or (None, 0)."""
     ckpt = runs / name / "ckpt.pt"
-    parent = load_checkpoint(ckpt)["config"].get("init_from") if ckpt.is_file() else None
-    if not parent:
+    pname = parent_of(load_checkpoint(ckpt)["config"]) if ckpt.is_file() else None
+    if not pname:
         return None, 0
-    pname = Path(parent).parent.name
     pckpt = runs / pname / "ckpt.pt"
     return pname, (load_checkpoint(pckpt)["step"] if pckpt.is_file() else 0)
 

@@ -30,10 +30,10 @@ from daemon import runtime
 from modelkit.checkpoints import load_checkpoint, slim_checkpoint
 from modelkit.timing import load_words
 from musiclm import tokenizer as tk
-from musiclm.evaluate import RUN_NAMES, started_from
+from musiclm.evaluate import RUN_NAMES, parent_of
 from musiclm.model import MusicTransformer, MusicTransformerConfig
 from musiclm.processor import CACHE_LAYOUT, empty_cache
-from musiclm.train import config_from_checkpoint, model_from_checkpoint
+from musiclm.train import config_from_checkpoint, model_from_checkpoint, preset
 
 log = logging.getLogger("genie.musiclm.export")
 
@@ -257,7 +257,7 @@ def _run_info(runs: Path, name: str) -> dict | None:
     return {"step": ckpt["step"], "best_step": best_step, "best_val": ckpt["best_val"],
             "wall_min": ckpt["wall_time_s"] / 60, "ms_per_step": ms[len(ms) // 2] if ms else None,
             "params": MusicTransformer(config_from_checkpoint(ckpt).model).num_params(),
-            "config": ckpt["config"], "meta": ckpt["meta"], "parent": started_from(Path(runs), name)[0]}
+            "config": ckpt["config"], "meta": ckpt["meta"], "parent": parent_of(ckpt["config"])}
 
 
 def same_step(runs: str | Path, a: str, b: str) -> dict | None:
@@ -342,7 +342,7 @@ def render_card(result: dict, runs: str | Path) -> str:
         return (r.get(name) or {}).get(split, {}).get("nll")
 
     rel_v, abs_v, mae_v = nll("jsb-relative", "validation"), nll("jsb-absolute", "validation"), nll("maestro-relative", "validation")
-    live_len = (r.get("maestro-relative") or {}).get("max_len", 256)
+    live_len = (r.get("maestro-relative") or {}).get("max_len", preset("maestro").model.max_len)
     jsb_cmp = same_step(runs, "jsb-relative", "jsb-absolute")
 
     def met(ok: bool | None) -> str:
